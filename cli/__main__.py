@@ -1,0 +1,5 @@
+import sys
+
+from ffnet.main import main
+
+sys.exit(main())
