@@ -14,7 +14,7 @@ import itertools
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence, Union
+from typing import Any, Iterator, NamedTuple, Sequence, Union
 
 import torch
 from torch import nn
@@ -22,14 +22,15 @@ from torch.autograd.function import once_differentiable
 
 KernelSize = Union[int, Sequence[int]]
 BACKENDS = ("auto", "torch", "spconv")
+_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 class SparseTensor:
     """A batch of active voxels: ``coords`` ``(N, 4)`` = ``[batch, x, y, z]``, ``features`` ``(N, C)``.
 
-    Coordinates must be non-negative and unique within a sample; uniqueness is checked once, when
-    the first neighbour map is built. ``cache`` stores neighbour maps and is shared by every tensor
-    derived through :meth:`replace` or ``+``.
+    Coordinates (any integer dtype, stored as int64) must be non-negative and unique within a
+    sample; uniqueness is checked once, when the first neighbour map is built. ``cache`` stores
+    neighbour maps and is shared by every tensor derived through :meth:`replace` or ``+``.
     """
 
     def __init__(
@@ -39,7 +40,7 @@ class SparseTensor:
         batch_size: int | None = None,
         cache: dict | None = None,
     ):
-        if not isinstance(coords, torch.Tensor) or coords.is_floating_point() or coords.is_complex():
+        if not isinstance(coords, torch.Tensor) or coords.dtype not in _INTEGER_DTYPES:
             kind = coords.dtype if isinstance(coords, torch.Tensor) else type(coords).__name__
             raise TypeError(f"coords must be an integer tensor [batch, x, y, z], got {kind}; convert with .long()")
         if coords.dim() != 2 or coords.shape[1] != 4:
@@ -152,10 +153,10 @@ class SparseTensor:
 
 
 class _CoordHash(NamedTuple):
-    """Coordinates linearized to int64 keys ``((b * X + x) * Y + y) * Z + z``, plus their sort."""
+    """Coordinates linearized to int64 keys ``((b * X + x) * Y + y) * Z + z``, sorted."""
 
-    keys: torch.Tensor
     sorted_keys: torch.Tensor
+    sorted_xyz: torch.Tensor
     order: torch.Tensor
     extent: tuple[int, int, int]
 
@@ -180,7 +181,7 @@ def _coord_hash(x: SparseTensor) -> _CoordHash:
             f"sample (first: batch {b}, voxel {tuple(voxel)}); keep one point per voxel by grid-sampling / "
             "voxelizing first (e.g. average the features of the points in each voxel)"
         )
-    table = _CoordHash(keys, sorted_keys, order, extent)
+    table = _CoordHash(sorted_keys, coords[order, 1:], order, extent)
     x.cache["coord_hash"] = table
     return table
 
@@ -201,6 +202,17 @@ class NeighbourMap:
     def center(self) -> int:
         return len(self.offsets) // 2
 
+    @property
+    def max_pairs(self) -> int:
+        """Largest pair count of a non-centre offset (0 for a 1x1x1 kernel)."""
+        return max((rows.shape[0] for _, rows, _ in self.neighbours()), default=0)
+
+    def neighbours(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """``(k, in_rows, out_rows)`` of each non-centre offset with at least one pair."""
+        for k, (in_rows, out_rows) in enumerate(self.pairs):
+            if k != self.center and in_rows.shape[0]:
+                yield k, in_rows, out_rows
+
 
 def kernel_tuple(kernel_size: KernelSize) -> tuple[int, int, int]:
     """``(kx, ky, kz)`` from an int or a 3-sequence; every size must be odd and positive."""
@@ -214,12 +226,12 @@ def build_neighbour_map(x: SparseTensor, kernel_size: KernelSize) -> NeighbourMa
     """Search every offset of the kernel window among the active sites (uncached; see :func:`neighbour_map`).
 
     Offsets ``d`` and ``-d`` are mirror images (``q = p + d`` iff ``p = q - d``), so only half the
-    window is searched; each half costs one ``searchsorted`` over the ``N`` sorted keys.
+    window is searched, with one ``searchsorted`` of the sorted keys each. Pairs come in key order,
+    which keeps the gathers and scatters sequential when the rows of ``x`` are sorted.
     """
     kernel = kernel_tuple(kernel_size)
     table = _coord_hash(x)
-    coords = x.coords[:, 1:]
-    rows = torch.arange(coords.shape[0], device=x.device)
+    rows = torch.arange(table.order.shape[0], device=x.device)
     offsets = tuple(
         tuple(i - k // 2 for i, k in zip(index, kernel)) for index in itertools.product(*(range(k) for k in kernel))
     )
@@ -229,19 +241,18 @@ def build_neighbour_map(x: SparseTensor, kernel_size: KernelSize) -> NeighbourMa
         valid = torch.ones_like(rows, dtype=torch.bool)
         for axis, d in enumerate(offset):
             if d > 0:
-                valid &= coords[:, axis] < table.extent[axis] - d
+                valid &= table.sorted_xyz[:, axis] < table.extent[axis] - d
             elif d < 0:
-                valid &= coords[:, axis] >= -d
+                valid &= table.sorted_xyz[:, axis] >= -d
         candidates = valid.nonzero().squeeze(1)
         shift = (offset[0] * table.extent[1] + offset[1]) * table.extent[2] + offset[2]
-        query = table.keys[candidates] + shift
+        query = table.sorted_keys[candidates] + shift
         position = torch.searchsorted(table.sorted_keys, query).clamp_(max=rows.shape[0] - 1)
         found = table.sorted_keys[position] == query
-        out_rows = candidates[found]
+        out_rows = table.order[candidates[found]]
         in_rows = table.order[position[found]]
         pairs[k] = (in_rows, out_rows)
-        mirror = in_rows.argsort()
-        pairs[-1 - k] = (out_rows[mirror], in_rows[mirror])
+        pairs[-1 - k] = (out_rows, in_rows)
     return NeighbourMap(kernel, offsets, tuple(pairs))
 
 
@@ -253,23 +264,27 @@ def neighbour_map(x: SparseTensor, kernel_size: KernelSize) -> NeighbourMap:
     return x.cache[key]
 
 
-def _mix(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Grouped ``(M, G * I) → (M, G * O)`` with ``w`` ``(G, I, O)``."""
-    groups, per_in, _ = w.shape
+def _mix(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Grouped ``(M, G * I) → (M, G * O)`` with ``w`` ``(G, I, O)``, written to ``out`` when the path allows."""
+    groups, per_in, per_out = w.shape
     if groups == 1:
-        return x @ w[0]
+        return torch.mm(x, w[0], out=out)
+    if per_in == 1 and per_out == 1:
+        return torch.mul(x, w[:, 0, 0], out=out)
     if per_in == 1:
-        return (x.unsqueeze(2) * w[:, 0]).flatten(1)
+        return torch.mul(x.unsqueeze(2), w[:, 0], out=None if out is None else out.view(-1, groups, per_out)).flatten(1)
     return torch.bmm(x.reshape(-1, groups, per_in).transpose(0, 1), w).transpose(0, 1).flatten(1)
 
 
-def _mix_transposed(g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def _mix_transposed(g: torch.Tensor, w: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Adjoint of :func:`_mix` in ``x``: ``(M, G * O) → (M, G * I)``."""
     groups, per_in, per_out = w.shape
     if groups == 1:
-        return g @ w[0].T
+        return torch.mm(g, w[0].T, out=out)
+    if per_in == 1 and per_out == 1:
+        return torch.mul(g, w[:, 0, 0], out=out)
     if per_in == 1:
-        return (g.reshape(-1, groups, per_out) * w[:, 0]).sum(2)
+        return (g.view(-1, groups, per_out) * w[:, 0]).sum(2)
     return torch.bmm(g.reshape(-1, groups, per_out).transpose(0, 1), w.transpose(1, 2)).transpose(0, 1).flatten(1)
 
 
@@ -278,13 +293,19 @@ def _mix_weight_grad(x: torch.Tensor, g: torch.Tensor, w: torch.Tensor) -> torch
     groups, per_in, per_out = w.shape
     if groups == 1:
         return (x.T @ g).unsqueeze(0)
+    if per_in == 1 and per_out == 1:
+        return torch.linalg.vecdot(x, g, dim=0).view(groups, 1, 1)
     if per_in == 1:
-        return (x.unsqueeze(2) * g.reshape(-1, groups, per_out)).sum(0).unsqueeze(1)
+        return (x.unsqueeze(2) * g.view(-1, groups, per_out)).sum(0).unsqueeze(1)
     return torch.bmm(x.reshape(-1, groups, per_in).permute(1, 2, 0), g.reshape(-1, groups, per_out).transpose(0, 1))
 
 
 class _SubMConvFunction(torch.autograd.Function):
-    """Gather-GEMM-scatter over the neighbour map; backward re-gathers instead of saving ``(P, C)``."""
+    """Gather-GEMM-scatter over the neighbour map.
+
+    Gathers go to buffers reused across offsets (fresh large allocations cost page faults on CPU);
+    backward gathers again instead of saving the ``(pairs, C)`` matrices.
+    """
 
     @staticmethod
     def forward(ctx, features, weight, bias, nmap: NeighbourMap):
@@ -294,9 +315,12 @@ class _SubMConvFunction(torch.autograd.Function):
         out = _mix(features, weight[nmap.center])
         if bias is not None:
             out += bias
-        for k, (in_rows, out_rows) in enumerate(nmap.pairs):
-            if k != nmap.center and in_rows.numel():
-                out.index_add_(0, out_rows, _mix(features[in_rows], weight[k]))
+        gathered = features.new_empty(nmap.max_pairs, features.shape[1])
+        product = out.new_empty(nmap.max_pairs, out.shape[1])
+        for k, in_rows, out_rows in nmap.neighbours():
+            n = in_rows.shape[0]
+            x_k = torch.index_select(features, 0, in_rows, out=gathered[:n])
+            out.index_add_(0, out_rows, _mix(x_k, weight[k], product[:n]))
         return out
 
     @staticmethod
@@ -306,21 +330,24 @@ class _SubMConvFunction(torch.autograd.Function):
         nmap = ctx.nmap
         need_features, need_weight, need_bias, _ = ctx.needs_input_grad
         grad_out = grad_out.contiguous()
-        grad_features = _mix_transposed(grad_out, weight[nmap.center]) if need_features else None
-        grad_weight = []
-        for k, (in_rows, out_rows) in enumerate(nmap.pairs):
-            centre = k == nmap.center
-            g = grad_out if centre else grad_out[out_rows]
-            if need_features and not centre:
-                grad_features.index_add_(0, in_rows, _mix_transposed(g, weight[k]))
+        grad_features = grad_weight = None
+        gathered_grad = grad_out.new_empty(nmap.max_pairs, grad_out.shape[1])
+        if need_features:
+            grad_features = _mix_transposed(grad_out, weight[nmap.center])
+            product = features.new_empty(nmap.max_pairs, features.shape[1])
+        if need_weight:
+            grad_weight = torch.zeros_like(weight)
+            grad_weight[nmap.center] = _mix_weight_grad(features, grad_out, weight[nmap.center])
+            gathered = features.new_empty(nmap.max_pairs, features.shape[1])
+        for k, in_rows, out_rows in nmap.neighbours():
+            n = in_rows.shape[0]
+            g = torch.index_select(grad_out, 0, out_rows, out=gathered_grad[:n])
+            if need_features:
+                grad_features.index_add_(0, in_rows, _mix_transposed(g, weight[k], product[:n]))
             if need_weight:
-                grad_weight.append(_mix_weight_grad(features if centre else features[in_rows], g, weight[k]))
-        return (
-            grad_features,
-            torch.stack(grad_weight) if need_weight else None,
-            grad_out.sum(0) if need_bias else None,
-            None,
-        )
+                x_k = torch.index_select(features, 0, in_rows, out=gathered[:n])
+                grad_weight[k] = _mix_weight_grad(x_k, g, weight[k])
+        return grad_features, grad_weight, grad_out.sum(0) if need_bias else None, None
 
 
 def submanifold_conv3d(
@@ -333,6 +360,8 @@ def submanifold_conv3d(
     Runs in ``x``'s dtype with autocast off; differentiable in features, weight and bias.
     """
     out_channels, per_in = weight.shape[:2]
+    if out_channels % groups:
+        raise ValueError(f"{out_channels} output channels are not a multiple of groups {groups}")
     if per_in * groups != x.num_channels:
         raise ValueError(f"expected {per_in * groups} input channels, got {x.num_channels}")
     nmap = neighbour_map(x, weight.shape[2:])
@@ -386,7 +415,9 @@ class SubMConv3d(nn.Module):
     ):
         super().__init__()
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels {in_channels} and out_channels {out_channels} must divide groups {groups}")
+            raise ValueError(
+                f"in_channels {in_channels} and out_channels {out_channels} must be multiples of groups {groups}"
+            )
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: use one of {BACKENDS}")
         if backend == "spconv" and groups != 1:
