@@ -16,6 +16,7 @@ compatibility is a dot product over tokens and whose activation is a softmax.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -165,7 +166,7 @@ class SelfAttention(MetaMixer):
         self.cosine = cosine
         self.key_value = nn.Linear(channels, 2 * channels, bias=qkv_bias)
         if cosine:
-            self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), float(torch.log(torch.tensor(10.0)))))
+            self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
 
     def attend(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, N, C) → (B, N, C)``."""
