@@ -72,13 +72,14 @@ def _pad_kernel(weight: torch.Tensor, kernel: Sequence[int]) -> torch.Tensor:
 def _conv_like(spatial_dims: int, conv: nn.Module, kernel: Sequence[int], weight, bias) -> nn.Module:
     """A fresh backend conv with ``conv``'s geometry, ``kernel`` and the given tensors."""
     stride = getattr(conv, "stride", 1)
-    fused = backend.conv(
-        spatial_dims, weight.shape[1] * conv.groups, weight.shape[0], tuple(kernel),
-        stride=stride, groups=conv.groups, bias=True,
-    )
+    with torch.device(weight.device):
+        fused = backend.conv(
+            spatial_dims, weight.shape[1] * conv.groups, weight.shape[0], tuple(kernel),
+            stride=stride, groups=conv.groups, bias=True,
+        ).to(weight.dtype)
     fused.weight.copy_(weight)
     fused.bias.copy_(bias)
-    return fused.to(weight.device)
+    return fused
 
 
 class ConvBN(Reparameterizable):
