@@ -159,7 +159,7 @@ def _register_atomic_backend() -> None:
     register_backend(_ATOMIC_BACKEND, AtomicLocalBackend, force=True)
 
 
-def _register_trusting_checkpoint_loader() -> None:
+def register_trusting_checkpoint_loader() -> None:
     """Read local checkpoints with torch's full unpickler, as mmengine did before torch 2.6.
 
     mmengine checkpoints carry logging state (``HistoryBuffer``, numpy arrays) that the
@@ -177,7 +177,7 @@ def _register_trusting_checkpoint_loader() -> None:
         return torch.load(filename, map_location=map_location, weights_only=False)
 
 
-def _use_atomic_checkpoints(cfg) -> None:
+def use_atomic_checkpoints(cfg) -> None:
     hook = cfg.get("default_hooks", {}).get("checkpoint")
     if not hook or hook.get("backend_args") or hook.get("file_client_args"):
         return
@@ -188,7 +188,7 @@ def _use_atomic_checkpoints(cfg) -> None:
     hook["backend_args"] = dict(backend=_ATOMIC_BACKEND)
 
 
-def _setup_launcher(cfg, launcher: str, local_rank: int) -> None:
+def setup_launcher(cfg, launcher: str, local_rank: int) -> None:
     import torch
 
     cfg.launcher = launcher
@@ -228,8 +228,8 @@ def load_config(args: argparse.Namespace):
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:
         cfg.work_dir = os.path.join("./work_dirs", path.stem)
-    _setup_launcher(cfg, args.launcher, args.local_rank)
-    _use_atomic_checkpoints(cfg)
+    setup_launcher(cfg, args.launcher, args.local_rank)
+    use_atomic_checkpoints(cfg)
     return cfg
 
 
@@ -238,7 +238,7 @@ def build_runner(args: argparse.Namespace, mode: str = "train"):
     from mmengine.runner import Runner
 
     cfg = load_config(args)
-    _register_trusting_checkpoint_loader()
+    register_trusting_checkpoint_loader()
     if mode == "train":
         if args.amp:
             import torch

@@ -220,7 +220,7 @@ def build_runner(config: str | os.PathLike, work_dir: str | os.PathLike | None =
 
     import ffnet.pointcloud.data  # noqa: F401  (registers datasets and collate functions)
     import ffnet.pointcloud.tester  # noqa: F401  (registers the metric and the test loop)
-    from ffnet.engine import _register_trusting_checkpoint_loader, _setup_launcher, _use_atomic_checkpoints
+    from ffnet.engine import register_trusting_checkpoint_loader, setup_launcher, use_atomic_checkpoints
 
     cfg = load_pointcept_config(config, options, data_root)
     if num_workers is not None:
@@ -228,9 +228,9 @@ def build_runner(config: str | os.PathLike, work_dir: str | os.PathLike | None =
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if launcher != "none" else 1
     work_dir = work_dir or os.path.join("work_dirs", resolve_config(config).stem)
     runner_cfg = to_runner_config(cfg, work_dir, world_size, launcher, use_amp, save_every)
-    _setup_launcher(runner_cfg, launcher, int(os.environ.get("LOCAL_RANK", 0)))
-    _use_atomic_checkpoints(runner_cfg)
-    _register_trusting_checkpoint_loader()
+    setup_launcher(runner_cfg, launcher, int(os.environ.get("LOCAL_RANK", 0)))
+    use_atomic_checkpoints(runner_cfg)
+    register_trusting_checkpoint_loader()
     if resume == "auto":
         runner_cfg.resume = True
     elif resume is not None:
