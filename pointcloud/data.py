@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ffnet.pointcloud.classes import S3DIS_CLASSES, SCANNET20_CLASSES, SCANNET200_CLASSES
-from ffnet.pointcloud.registry import DATASETS, FUNCTIONS
+from ffnet.pointcloud.registry import DATASETS, FUNCTIONS, build_in_scope
 from ffnet.pointcloud.transforms import TRANSFORMS, Compose
 
 
@@ -78,9 +78,9 @@ class PointSceneDataset(Dataset):
             if test_cfg is None:
                 raise ValueError(
                     "test_mode=True needs test_cfg=dict(voxelize=..., post_transform=..., aug_transform=...)")
-            self.test_voxelize = TRANSFORMS.build(dict(test_cfg["voxelize"]))
+            self.test_voxelize = build_in_scope(TRANSFORMS, dict(test_cfg["voxelize"]))
             crop = test_cfg.get("crop")
-            self.test_crop = TRANSFORMS.build(dict(crop)) if crop else None
+            self.test_crop = build_in_scope(TRANSFORMS, dict(crop)) if crop else None
             self.post_transform = Compose(test_cfg.get("post_transform"))
             self.aug_transform = [Compose(views) for views in test_cfg.get("aug_transform") or [[]]]
         self.data_list = [Path(p) for p in scenes] if scenes is not None else self.get_data_list()

@@ -73,7 +73,7 @@ def predict_scene(checkpoint: str | os.PathLike, scene: str | os.PathLike, out_d
     ``dict(labels, npy, png)`` plus, when the scene has labels, ``mIoU`` (over the classes in its
     ground truth or prediction) and ``allAcc``.
     """
-    from ffnet.pointcloud.data import DATASETS
+    from ffnet.pointcloud.registry import DATASETS, build_in_scope
     from ffnet.pointcloud.model import build_segmentor
 
     weights, runner_cfg = load_checkpoint_and_config(checkpoint, config)
@@ -83,7 +83,7 @@ def predict_scene(checkpoint: str | os.PathLike, scene: str | os.PathLike, out_d
         test_cfg["aug_transform"] = list(test_cfg["aug_transform"])[:views]
     test_dataset.update(test_cfg=test_cfg, scenes=[scene], test_mode=True)
     test_dataset.pop("split", None)
-    dataset = DATASETS.build(test_dataset)
+    dataset = build_in_scope(DATASETS, test_dataset)
     segmentor = build_segmentor(runner_cfg.model.segmentor)
     prefix = "segmentor."
     segmentor.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})

@@ -12,7 +12,7 @@ from mmengine.registry import METRICS as ENGINE_METRICS
 from mmengine.registry import MODELS as ENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as ENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import TRANSFORMS as ENGINE_TRANSFORMS
-from mmengine.registry import Registry
+from mmengine.registry import DefaultScope, Registry
 
 SCOPE = "ffnet_pointcloud"
 
@@ -33,3 +33,13 @@ _PASS_THROUGH = {
                  "VISUALIZERS", "VISBACKENDS", "EVALUATOR", "RUNNERS", "RUNNER_CONSTRUCTORS", "WEIGHT_INITIALIZERS",
                  "MODEL_WRAPPERS")
 }
+
+
+def build_in_scope(registry: Registry, cfg: dict, **kwargs):
+    """Build ``cfg`` from one of this package's registries, whatever default scope is current.
+
+    mmengine resolves a build through the current default scope, so a Runner of another scope
+    created earlier in the process (e.g. an mmdet one) would otherwise hide these modules.
+    """
+    with DefaultScope.overwrite_default_scope(SCOPE):
+        return registry.build(cfg, **kwargs)

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from ffnet.pointcloud.registry import TRANSFORMS
+from ffnet.pointcloud.registry import TRANSFORMS, build_in_scope
 
 #: Per-point keys that subsampling (dropout, grid sampling, crops) indexes together.
 POINT_KEYS = ("coord", "grid_coord", "color", "normal", "segment", "instance", "strength", "displacement", "index")
@@ -442,7 +442,7 @@ class Compose:
     """Apply transforms built from a list of configs, in order."""
 
     def __init__(self, configs=None):
-        self.transforms = [TRANSFORMS.build(dict(config)) for config in (configs or [])]
+        self.transforms = [build_in_scope(TRANSFORMS, dict(config)) for config in (configs or [])]
 
     def __call__(self, data):
         for transform in self.transforms:
