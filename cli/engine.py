@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
+import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -228,6 +230,10 @@ def load_config(args: argparse.Namespace):
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:
         cfg.work_dir = os.path.join("./work_dirs", path.stem)
+    if cfg.get("experiment_name") is None:
+        # mmengine names its logger "<config>_<timestamp>": a second run started within the same
+        # second in one process would reuse the first run's logger and write into its log file.
+        cfg.experiment_name = f"{path.stem}_{time.strftime('%Y%m%d_%H%M%S')}_{uuid.uuid4().hex[:6]}"
     setup_launcher(cfg, args.launcher, args.local_rank)
     use_atomic_checkpoints(cfg)
     return cfg
