@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-rois", type=int, default=50,
                         help="RoIs through the mask heads (default 50; FLOP tables use 100)")
     parser.add_argument("--rounds", type=int, default=3, help="timed passes per model, model order rotated")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed passes per model before timing")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="untimed passes per model before timing (default 0: the MAC count already ran each graph)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
 
@@ -273,7 +274,8 @@ def run(args: argparse.Namespace):
     notes = [
         f"Input 1x3x{height}x{width} (reduced from COCO's 800x1333 test size), batch 1, float32, eval mode, random "
         f"weights, torch.inference_mode, {torch.get_num_threads()} threads; latency = median of {args.rounds} timed "
-        f"passes after {args.warmup} warm-up pass(es), model order rotated each round; spread = (max - min) / median.",
+        f"passes after the MAC-count pass and {args.warmup} warm-up pass(es), model order rotated each round; "
+        "spread = (max - min) / median.",
         f"'detector' graph: backbone, FPN, RPN head, the three cascade box heads on {args.proposals} fixed proposals "
         f"and the three mask heads on the first {args.mask_rois}: the graph of mmdet 2.x forward_dummy, which "
         "detection FLOP tables run with 1000 and 100 (--proposals 1000 --mask-rois 100); no NMS or "

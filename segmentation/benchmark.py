@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=256, help="input height (default 256; ADE20K tests at 512)")
     parser.add_argument("--width", type=int, default=512, help="input width (default 512)")
     parser.add_argument("--rounds", type=int, default=3, help="timed passes per model, model order rotated")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed passes per model before timing")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="untimed passes per model before timing (default 0: the MAC count already ran each graph)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
 
@@ -85,8 +86,8 @@ def run(args: argparse.Namespace):
     notes = [
         f"Input 1x3x{height}x{width} (reduced; the paper counts UperNet FLOPs at 512x2048 and FFNet-seg at 512x512), "
         f"batch 1, float32, eval mode, random weights, torch.inference_mode, {torch.get_num_threads()} threads; "
-        f"latency = median of {args.rounds} timed passes after {args.warmup} warm-up pass(es), model order rotated "
-        "each round; spread = (max - min) / median.",
+        f"latency = median of {args.rounds} timed passes after the MAC-count pass and {args.warmup} warm-up "
+        "pass(es), model order rotated each round; spread = (max - min) / median.",
         "'segmentor' graph: mmseg's tensor-mode forward (_forward: backbone + decode head, logits at stride 4 for "
         "UperNet and 8 for FFNet-seg, before the resize to the input). Params exclude UperNet's auxiliary FCN head "
         "(training only; with it UperNet FFNet-2/3/4 have the paper's 58M/80M/113M).",
