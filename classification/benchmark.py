@@ -22,6 +22,7 @@ FFNETS = ("ffnet_1", "ffnet_2", "ffnet_3", "ffnet_4")
 BASELINES = ("convnext_tiny", "convnext_base", "swin_tiny_patch4_window7_224", "efficientnet_b1", "fastvit_sa12")
 REFERENCE = "convnext_tiny"
 AUTHORS = "ffnet_1 (authors' code)"
+UNFUSED = " (unfused)"
 # Paper Tab. 8, CPU throughput in img/s at batch 1 and 16 (FFNet-4 is reported at 384 only).
 PAPER_CPU = {
     "ffnet_1": {1: 38, 16: 62}, "ffnet_2": {1: 31, 16: 52}, "ffnet_3": {1: 22, 16: 40},
@@ -49,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to measure (default: cpu, plus cuda when available)")
     parser.add_argument("--authors-code", type=Path, metavar="DIR",
                         help="checkout of github.com/ysj9909/FFNet: also measure its deployed FFNet-1")
+    parser.add_argument("--steps", action="store_true",
+                        help="also measure each FFNet re-parameterized but without fuse_for_inference, to show "
+                             "what the fusion step buys")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke test only: {QUICK_SIZE}x{QUICK_SIZE} inputs, one short pass per measurement "
                              "(not a benchmark)")
@@ -77,13 +81,20 @@ def _reparameterize(model):
 
 
 def build_model(name: str):
-    """``(model, resolution)``: the deployed timm model in eval mode and its evaluation input size."""
+    """``(model, resolution)``: the deployed timm model in eval mode and its evaluation input size.
+
+    FFNets are re-parameterized and fused for inference (:func:`ffnet.core.fuse_for_inference`);
+    ``'<ffnet> (unfused)'`` is the re-parameterized model alone.
+    """
     import timm
 
     import ffnet.classification  # noqa: F401  (registers ffnet_1..4)
+    from ffnet.core import fuse_for_inference
 
-    if name in FFNETS:  # all four at 256 (FFNet-4's default weights are the 384 fine-tune)
-        return timm.create_model(name, deploy=True).eval(), FFNET_RESOLUTION
+    variant = name.removesuffix(UNFUSED)
+    if variant in FFNETS:  # all four at 256 (FFNet-4's default weights are the 384 fine-tune)
+        model = timm.create_model(variant, deploy=True).eval()
+        return (model if name.endswith(UNFUSED) else fuse_for_inference(model)), FFNET_RESOLUTION
     model = _reparameterize(timm.create_model(name).eval())
     return model, int(model.pretrained_cfg["input_size"][-1])
 
@@ -265,6 +276,12 @@ def target_notes(entries: list[Entry], devices: list[str], batch_sizes: list[int
             verdict = "meets" if ratio >= target else "misses"
             notes.append(f"Target ({device}, {'compiled' if compiled else 'eager'}, batch {batch}): deployed "
                          f"ffnet_1 / {other} = {ratio:.2f}x, target >= {target:.2f}x: {verdict} it.")
+        for entry in entries:
+            for batch in batch_sizes:
+                gain = _ratio(by_name, entry.name, entry.name + UNFUSED, (device, batch))
+                if gain is not None:
+                    notes.append(f"Fusion step ({device}, batch {batch}): {entry.name} / {entry.name}{UNFUSED} "
+                                 f"= {gain:.2f}x.")
     return notes
 
 
@@ -312,7 +329,10 @@ def run(args: argparse.Namespace):
     if args.quick:
         seconds, rounds, warmup = 0.0, 1, 0
 
-    builders = [(name, lambda name=name: build_model(name)) for name in args.models]
+    names = list(args.models)
+    if args.steps:
+        names += [name + UNFUSED for name in args.models if name in FFNETS]
+    builders = [(name, lambda name=name: build_model(name)) for name in names]
     if args.authors_code is not None:
         builders.append((AUTHORS, lambda: load_authors_ffnet_1(args.authors_code)))
     entries = []
@@ -339,7 +359,9 @@ def run(args: argparse.Namespace):
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}.",
         "Resolution per model: " + ", ".join(f"{e.name} {e.resolution}" for e in entries) + ".",
         "FFNets are the re-parameterized models (timm.create_model(name, deploy=True): BN, 3x3 side branches, "
-        "LayerScale and the final BN folded); fastvit_sa12 is folded with timm's reparameterize_model.",
+        "LayerScale and the final BN folded), then ffnet.core.fuse_for_inference (GELUs and residual additions "
+        "run as oneDNN post-ops of the convs before them, CPU eager only; '(unfused)' rows skip this step); "
+        "fastvit_sa12 is folded with timm's reparameterize_model.",
         "Paper Tab. 8 CPU reference (its CPU is not named): FFNet-1 is 0.93x ConvNeXt-T at batch 1 (38 vs 41 "
         "img/s) and 1.24x at batch 16 (62 vs 50); paper ratios for the other models are in the 'paper' columns.",
     ]

@@ -38,6 +38,7 @@ from ffnet.core import (
     RepConv,
     convnext_channel_mixer,
     ffnified_attention,
+    fuse_conv_activation,
     reparameterize,
 )
 
@@ -93,6 +94,10 @@ class FFNetStem(nn.Module):
         if not torch.jit.is_tracing():
             _check_input(x, self.in_chans)
         return self.conv2(self.act(self.conv1(x)))
+
+    def fuse_inference(self) -> None:
+        """Let the deployed first conv apply the GELU (see :func:`ffnet.core.fuse_for_inference`)."""
+        self.conv1, self.act = fuse_conv_activation(self.conv1, self.act)
 
 
 class PatchMerging(nn.Sequential):

@@ -49,8 +49,11 @@ class Residual(nn.Module):
         drop = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.drop_path = FeatureWise(drop) if spatial_dims == 3 else drop
         self.post_act = nn.Identity() if post_act is None else backend.activation(post_act, spatial_dims)
+        self.fused_shortcut = False
 
     def forward(self, x, shift=None, scale=None, gate=None):
+        if self.fused_shortcut:
+            return self.mixer(x, residual=x)
         h = self.norm(x)
         if scale is not None:
             h = h * (1 + scale) + shift

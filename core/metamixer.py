@@ -41,8 +41,10 @@ class MetaMixer(nn.Module):
         self.activation = activation
         self.aggregate = aggregate
 
-    def forward(self, x):
-        return self.aggregate(self.activation(self.compat(self.query_proj(x))))
+    def forward(self, x, residual=None):
+        """``residual`` (same shape as the output) is added by a fused ``aggregate`` (see :mod:`ffnet.core.fusion`)."""
+        h = self.activation(self.compat(self.query_proj(x)))
+        return self.aggregate(h) if residual is None else self.aggregate(h, residual)
 
     def output_layer(self) -> nn.Module:
         """The last linear operator, into which an output scale can be folded."""
