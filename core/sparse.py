@@ -312,9 +312,13 @@ class _SubMConvFunction(torch.autograd.Function):
         """``features`` ``(N, C_in)``, ``weight`` ``(K, G, C_in / G, C_out / G)``, ``bias`` ``(C_out,)`` or None."""
         ctx.save_for_backward(features, weight)
         ctx.nmap = nmap
-        out = _mix(features, weight[nmap.center])
-        if bias is not None:
-            out += bias
+        center = weight[nmap.center]
+        if bias is not None and center.shape[0] == 1:
+            out = torch.addmm(bias, features, center[0])
+        else:
+            out = _mix(features, center)
+            if bias is not None:
+                out += bias
         gathered = features.new_empty(nmap.max_pairs, features.shape[1])
         product = out.new_empty(nmap.max_pairs, out.shape[1])
         for k, in_rows, out_rows in nmap.neighbours():
@@ -364,12 +368,23 @@ def submanifold_conv3d(
         raise ValueError(f"{out_channels} output channels are not a multiple of groups {groups}")
     if per_in * groups != x.num_channels:
         raise ValueError(f"expected {per_in * groups} input channels, got {x.num_channels}")
-    nmap = neighbour_map(x, weight.shape[2:])
-    kernel_weight = weight.reshape(groups, out_channels // groups, per_in, -1).permute(3, 0, 2, 1)
+    return _kernel_major_conv(x, kernel_major(weight, groups), weight.shape[2:], bias)
+
+
+def kernel_major(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """``nn.Conv3d`` weight ``(C_out, C_in / G, kx, ky, kz)`` → contiguous ``(kx·ky·kz, G, C_in / G, C_out / G)``."""
+    out_channels, per_in = weight.shape[:2]
+    return weight.reshape(groups, out_channels // groups, per_in, -1).permute(3, 0, 2, 1).contiguous()
+
+
+def _kernel_major_conv(
+    x: SparseTensor, kernel_weight: torch.Tensor, kernel_size: Sequence[int], bias: torch.Tensor | None
+) -> SparseTensor:
+    nmap = neighbour_map(x, kernel_size)
     with torch.autocast(x.device.type, enabled=False):
         features = _SubMConvFunction.apply(
             x.features.contiguous(),
-            kernel_weight.to(x.dtype).contiguous(),
+            kernel_weight.to(x.dtype),
             None if bias is None else bias.to(x.dtype),
             nmap,
         )
@@ -453,7 +468,24 @@ class SubMConv3d(nn.Module):
             raise ValueError(f"expected {self.in_channels} input channels, got {x.num_channels}")
         if self._uses_spconv(x):
             return self._spconv_forward(x)
-        return submanifold_conv3d(x, self.weight, self.bias, self.groups)
+        weight = self._weight_in_layout("kernel_major", lambda w: kernel_major(w, self.groups))
+        return _kernel_major_conv(x, weight, self.kernel_size, self.bias)
+
+    def _weight_in_layout(self, layout: str, convert) -> torch.Tensor:
+        """``convert(self.weight)``, reused across calls while the weight is unchanged and no gradient is needed.
+
+        Inference then skips re-laying out every weight on every call; training converts each time,
+        so gradients flow to ``self.weight``.
+        """
+        weight = self.weight
+        if torch.is_grad_enabled() and weight.requires_grad:
+            return convert(weight)
+        key = (layout, weight.data_ptr(), weight._version, weight.dtype, weight.device)
+        cached = getattr(self, "_layout_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, convert(weight.detach()))
+            self._layout_cache = cached
+        return cached[1]
 
     def _uses_spconv(self, x: SparseTensor) -> bool:
         if self.backend == "auto":
@@ -472,7 +504,7 @@ class SubMConv3d(nn.Module):
             3, self.in_channels, self.out_channels, self.kernel_size, subm=True, indice_key=indice_key,
             algo=None if x.device.type == "cuda" else ConvAlgo.Native,
         )
-        weight = self.weight.to(x.dtype).permute(0, 2, 3, 4, 1).contiguous()
+        weight = self._weight_in_layout("spconv", lambda w: w.permute(0, 2, 3, 4, 1).contiguous()).to(x.dtype)
         if list(weight.shape) != list(op.weight_shape):
             raise RuntimeError(f"unsupported spconv weight layout {op.weight_shape}: expected (out, kx, ky, kz, in)")
         indice_dict = {indice_key: x.cache[cache_key]} if cache_key in x.cache else {}

@@ -118,3 +118,19 @@ def test_bad_inputs():
     duplicated = SparseTensor(coords, torch.zeros(3, 4))
     with pytest.raises(ValueError, match=r"duplicate coordinates.*batch 0, voxel \(1, 2, 3\).*grid-sampling"):
         SubMConv3d(4, 4, 3)(duplicated)
+
+
+def test_inference_reuses_the_weight_layout_until_the_weight_changes():
+    coords = torch.tensor([[0, 1, 1, 1], [0, 1, 1, 2], [0, 2, 1, 1], [0, 3, 3, 3]])
+    x = SparseTensor(coords, torch.randn(4, 3))
+    conv = SubMConv3d(3, 5, 3, backend="torch").eval()
+    with torch.no_grad():
+        first = conv(x).features
+        cached = conv._layout_cache[1]
+        assert conv(x).features.equal(first) and conv._layout_cache[1] is cached
+        conv.load_state_dict({"weight": 2 * conv.weight, "bias": conv.bias})  # an in-place copy_: new version
+        second = conv(x).features
+    torch.testing.assert_close(second - conv.bias, 2 * (first - conv.bias))
+    conv.train()
+    conv(x).features.sum().backward()  # training converts on every call, so the weight gets its gradient
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
