@@ -3,15 +3,17 @@
 Importing this package (``custom_imports=dict(imports=['ffnet.detection'])`` in a config)
 registers into mmdet's registries:
 
-* ``MODELS``: ``FFNet`` — the FFNet-1..4 multi-scale backbone (:class:`ffnet.detection.backbone.FFNet`);
+* ``MODELS``: ``FFNet`` — the FFNet-1..4 multi-scale backbone
+  (:class:`ffnet.classification.openmmlab.backbone.FFNet`, which the segmentation package registers too);
 * ``OPTIM_WRAPPER_CONSTRUCTORS``: ``FFNetLayerDecayOptimizerConstructor`` (layer-wise lr decay).
 
-It also applies the compatibility fixes of :mod:`ffnet.detection.compat` (torch >= 2.6 checkpoint
-loading of mmengine's own files).
+It also applies the compatibility fixes of :mod:`ffnet.classification.openmmlab.compat` (torch >= 2.6
+checkpoint loading of mmengine's own files). :func:`ffnet.detection.deploy.deploy_checkpoint` folds a
+trained detector for deployment.
 """
-from ffnet.detection import compat
-from ffnet.detection.backbone import FFNet
-from ffnet.detection.layer_decay import FFNetLayerDecayOptimizerConstructor, layer_id
+from ffnet.classification.openmmlab import compat
+from ffnet.classification.openmmlab.backbone import FFNet
+from ffnet.classification.openmmlab.layer_decay import FFNetLayerDecayOptimizerConstructor, layer_id
 
 __all__ = ["FFNet", "FFNetLayerDecayOptimizerConstructor", "layer_id", "MMDET_AVAILABLE"]
 
@@ -19,7 +21,7 @@ __all__ = ["FFNet", "FFNetLayerDecayOptimizerConstructor", "layer_id", "MMDET_AV
 def _register_into_mmdet() -> bool:
     """Register the backbone and the optimizer constructor; ``False`` when mmdet is not installed.
 
-    (``ffnet.segmentation`` reuses the backbone without needing mmdet.)
+    (The ``ffnet`` command imports ``ffnet.detection.commands``, and so this package, without mmdet.)
     """
     try:
         from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS

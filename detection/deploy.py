@@ -1,102 +1,18 @@
-"""Deployment of trained FFNet detectors and segmentors: fold every re-parameterizable unit, check, save.
-
-``ffnet.core.reparameterize`` folds the train-time branches (BN, small/strip kernels, LayerScale) of
-every FFNet part of an OpenMMLab model in place. :func:`deploy_checkpoint` does it for a trained
-checkpoint and writes a checkpoint plus a config (``deploy=True`` on the FFNet parts) that
-``ffnet test`` / mmdet / mmseg load directly.
-"""
+"""Deployment of a trained FFNet detector: :func:`deploy_checkpoint` in mmdet's registry scope."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Tuple
 
-import torch
-from torch import nn
-
-from ffnet.core import is_reparameterized, reparameterize
-
-# module attributes of OpenMMLab models that FFNet parts occupy, and take ``deploy=True``
-_DEPLOYABLE = {"FFNet", "FFNetSeg", "FFNetHead"}
+from ffnet.classification.openmmlab import deploy as openmmlab_deploy
 
 
-def reparameterize_model(model: nn.Module) -> nn.Module:
-    """Fold ``model`` in place (eval-mode outputs are preserved) and mark its FFNet parts ``deploy=True``."""
-    reparameterize(model, fold_scales=True)
-    for module in model.modules():
-        if type(module).__name__ in _DEPLOYABLE:
-            module.deploy = True
-    return model
-
-
-def _deployed_config(cfg) -> list:
-    """Set ``deploy=True`` on every FFNet part of ``cfg.model``; returns the dotted keys changed."""
-    changed = []
-
-    def visit(node, path):
-        if isinstance(node, dict):
-            if node.get("type") in _DEPLOYABLE:
-                node["deploy"] = True
-                changed.append(path)
-            for key, value in node.items():
-                visit(value, f"{path}.{key}")
-        elif isinstance(node, (list, tuple)):
-            for i, value in enumerate(node):
-                visit(value, f"{path}.{i}")
-
-    visit(cfg.model, "model")
-    return changed
-
-
-@torch.no_grad()
 def deploy_checkpoint(config: str, checkpoint: str, out: str, input_size: Tuple[int, int] = (256, 256),
                       atol: float = 1e-3) -> Tuple[Path, Path, float]:
-    """Fold a trained FFNet detector/segmentor and write ``out`` (weights) and ``<out stem>.py`` (config).
+    """Fold a trained detector (its ``FFNet`` backbone) and write ``out`` and ``<out stem>.py`` (``deploy=True``).
 
-    The folded model's backbone features (and a segmentor's logits) are compared with the train-time
-    model's on a random ``input_size`` batch; a difference above ``atol`` raises ``RuntimeError``.
-    Returns ``(checkpoint path, config path, max abs difference)``.
+    :func:`ffnet.classification.openmmlab.deploy.deploy_checkpoint` with the ``'mmdet'`` scope unless
+    the config names another; the backbone features of the folded and train-time models on a
+    ``(1, 3, *input_size)`` batch must agree within ``atol``. Returns ``(checkpoint, config, max difference)``.
     """
-    from mmengine.config import Config
-    from mmengine.registry import MODELS, init_default_scope
-    from mmengine.runner import load_checkpoint
-
-    cfg = Config.fromfile(config)
-    if cfg.get("custom_imports"):
-        from mmengine.utils import import_modules_from_strings
-
-        import_modules_from_strings(**cfg.custom_imports)
-    init_default_scope(cfg.get("default_scope", "mmengine"))
-    changed = _deployed_config(cfg)
-    if not changed:
-        raise ValueError(f"{config} has no FFNet part (type FFNet, FFNetSeg or FFNetHead) to re-parameterize")
-    train_cfg = Config.fromfile(config)
-    model = MODELS.build(train_cfg.model).eval()
-    load_checkpoint(model, checkpoint, map_location="cpu", strict=True)
-    inputs = torch.randn(1, 3, *input_size)
-    before = _outputs(model, inputs)
-    reparameterize_model(model)
-    if not is_reparameterized(model):
-        raise RuntimeError("some re-parameterizable units were not folded")
-    after = _outputs(model, inputs)
-    diff = max(float((a - b).abs().max()) for a, b in zip(before, after))
-    if diff > atol:
-        raise RuntimeError(f"the folded model differs from the train-time one by {diff:.3g} (> atol {atol})")
-    deployed = MODELS.build(cfg.model)
-    deployed.load_state_dict(model.state_dict(), strict=True)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save({"state_dict": model.state_dict(), "meta": dict(deployed_from=str(checkpoint), config=cfg.pretty_text)},
-               tmp)
-    os.replace(tmp, out)
-    cfg_path = out.with_suffix(".py")
-    cfg.dump(str(cfg_path))
-    return out, cfg_path, diff
-
-
-def _outputs(model: nn.Module, inputs: torch.Tensor) -> list:
-    outputs = list(model.extract_feat(inputs))
-    if hasattr(model, "decode_head"):
-        outputs.append(model.encode_decode(inputs, [dict(img_shape=inputs.shape[2:], pad_shape=inputs.shape[2:])]))
-    return outputs
+    return openmmlab_deploy.deploy_checkpoint(config, checkpoint, out, input_size, atol, default_scope="mmdet")

@@ -3,15 +3,16 @@
 Importing this package (``custom_imports=dict(imports=['ffnet.segmentation'])`` in a config)
 registers into mmseg's registries:
 
-* ``MODELS``: ``FFNet`` (the FFNet-1..4 backbone shared with detection), ``FFNetSeg`` (the
-  system-level backbone) and ``FFNetHead`` (its decode head);
+* ``MODELS``: ``FFNet`` (the FFNet-1..4 backbone of :mod:`ffnet.classification.openmmlab.backbone`,
+  shared with detection), ``FFNetSeg`` (the system-level backbone) and ``FFNetHead`` (its decode head);
 * ``OPTIM_WRAPPER_CONSTRUCTORS``: ``FFNetLayerDecayOptimizerConstructor``.
 
-:func:`reparameterize_segmentor` folds a trained segmentor for deployment.
+It also applies :mod:`ffnet.classification.openmmlab.compat`. :func:`reparameterize_segmentor` folds a
+segmentor for deployment, :func:`deploy_checkpoint` a trained checkpoint.
 """
-from ffnet.detection import compat
-from ffnet.detection.backbone import FFNet
-from ffnet.detection.layer_decay import FFNetLayerDecayOptimizerConstructor
+from ffnet.classification.openmmlab import compat
+from ffnet.classification.openmmlab.backbone import FFNet
+from ffnet.classification.openmmlab.layer_decay import FFNetLayerDecayOptimizerConstructor
 from ffnet.segmentation.deploy import deploy_checkpoint, reparameterize_segmentor
 from ffnet.segmentation.ffnet_seg import FFNetSeg
 from ffnet.segmentation.head import FFNetHead

@@ -38,7 +38,7 @@ def _segmentor_config(name: str):
     from mmengine.config import Config
 
     import ffnet.segmentation
-    from ffnet.detection.benchmark import package_config
+    from ffnet.classification.openmmlab.benchmark import package_config
 
     base = name.removesuffix("-deployed")
     if base in OWN_CONFIGS:
@@ -54,8 +54,8 @@ def run(args: argparse.Namespace):
     """Build, count and time the segmentors; the ``BenchmarkResult`` of ``ffnet bench segmentation``."""
     import torch
 
-    from ffnet.detection.benchmark import Graph, Measured, build_from_config, count_macs, make_rows, plot_latency, \
-        time_models
+    from ffnet.classification.openmmlab.benchmark import Graph, Measured, build_from_config, count_macs, make_rows, \
+        plot_latency, time_models
     from ffnet.segmentation import reparameterize_segmentor
     from ffnet.tables import BenchmarkResult
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace):
     labels = {"features": "backbone", "model": "segmentor"}
     entries = []
     for name in args.models:
-        model = build_from_config(_segmentor_config(name))
+        model = build_from_config(_segmentor_config(name), default_scope="mmseg")
         if name.endswith("deployed"):
             reparameterize_segmentor(model)
         graphs = {"features": Graph(model.backbone), "model": Graph(lambda x, m=model: m._forward(x))}

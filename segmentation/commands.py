@@ -25,7 +25,7 @@ def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_deploy(args: argparse.Namespace) -> None:
-    from ffnet.detection.deploy import deploy_checkpoint
+    from ffnet.segmentation.deploy import deploy_checkpoint
     from ffnet.engine import resolve_config_path
 
     config = resolve_config_path(args.config)

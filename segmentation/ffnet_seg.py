@@ -21,6 +21,7 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from ffnet.classification import FFNetStage
+from ffnet.classification.openmmlab.backbone import read_checkpoint, state_dict_of
 from ffnet.core import ConvBN, FFNetBlock, convnext_channel_mixer, ffnified_attention, reparameterize
 
 ARCHS: Dict[str, dict] = {
@@ -133,8 +134,6 @@ class FFNetSeg(BaseModule):
 
     def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> None:
         """Load the authors' ``ffnet_seg.pth.tar`` or a checkpoint of this module (train-time or deployed)."""
-        from ffnet.detection.backbone import read_checkpoint, state_dict_of
-
         state = state_dict_of(read_checkpoint(checkpoint))
         if prefix:
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

@@ -56,15 +56,6 @@ def write_photo_folder(root: Path, per_class: dict[str, int], size: int = 80) ->
     return root
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """One intra-op thread: the tiny models here gain nothing from more, and a busy machine loses a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def photo_root(tmp_path_factory) -> Path:
     return write_photo_folder(tmp_path_factory.mktemp("photos"), {"train": 4, "val": 2})

@@ -12,14 +12,6 @@ import torch
 from ffnet.main import main
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_help_lists_the_commands():
     result = subprocess.run([sys.executable, "-m", "ffnet", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

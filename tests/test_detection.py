@@ -17,7 +17,7 @@ mmdet = pytest.importorskip("mmdet")
 mmcv_ops = pytest.importorskip("mmcv.ops")
 
 from mmengine.config import Config  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
+from mmengine.registry import DefaultScope, init_default_scope  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmengine.structures import InstanceData  # noqa: E402
 from mmdet.registry import MODELS  # noqa: E402
@@ -35,15 +35,6 @@ from ffnet.detection import FFNet, layer_id  # noqa: E402
 CONFIG_DIR = Path(ffnet.detection.__file__).parent / "configs"
 CONFIGS = sorted(p for p in CONFIG_DIR.glob("*.py") if not p.name.startswith("_"))
 WIDTHS = {"ffnet_2": [88, 176, 352, 704], "ffnet_3": [96, 192, 384, 768], "ffnet_4": [128, 256, 512, 1024]}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One intra-op thread: on a shared CPU, small convolutions run far faster without oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
@@ -446,7 +437,7 @@ def test_runner_trains_two_iterations_and_resumes(tmp_path):
     cfg.train_cfg.max_epochs = 3
     cfg.resume = True
     resumed = Runner.from_cfg(cfg)
-    resumed.train()  # loads epoch_2.pth with torch's weights-only unpickler (ffnet.detection.compat)
+    resumed.train()  # loads epoch_2.pth with the weights-only unpickler (ffnet.classification.openmmlab.compat)
     assert (resumed.epoch, resumed.iter) == (3, 3)
     assert len(resumed.message_hub.get_scalar("train/loss").data[0]) == 3  # 2 logged before the resume + 1
     stem_param = resumed.model.backbone.stem.conv1.conv.weight
@@ -475,3 +466,40 @@ def test_det_deploy_command_folds_a_trained_detector(tmp_path):
     with torch.no_grad():
         for a, b in zip(model.extract_feat(x), deployed.extract_feat(x)):
             torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture
+def foreign_scope():
+    """Another registry scope current, as a Runner of another scope (e.g. the point-cloud trainer's) leaves it."""
+    with DefaultScope.overwrite_default_scope("mmengine"):
+        yield DefaultScope.get_current_instance()
+
+
+def test_deploy_and_benchmark_build_in_the_mmdet_scope_whatever_scope_is_current(tmp_path, foreign_scope):
+    """mmengine resolves even ``mmdet.registry.MODELS.build`` in the current scope; ``ffnet det deploy`` and the
+    benchmark's builder build in mmdet's scope and leave the caller's scope current."""
+    from ffnet.classification.openmmlab.benchmark import build_from_config
+    from ffnet.main import main
+
+    cfg = Config.fromfile(str(CONFIGS[0]))
+    cfg.model.backbone.update(depths=(1, 1, 1, 1), init_cfg=None)
+    cfg.model.pop("_scope_")  # as in a config on relative (copied) mmdet bases: only default_scope names mmdet
+    cfg.dump(str(tmp_path / "small.py"))
+    with pytest.raises(KeyError, match="CascadeRCNN is not in the mmengine::model registry"):
+        MODELS.build(cfg.model)  # the failure the scoped builds avoid
+    torch.manual_seed(0)
+    model = build_from_config(cfg)
+    assert isinstance(model.backbone, FFNet) and not model.training
+    randomize_bn(model.backbone)
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "trained.pth")
+    main(["det", "deploy", str(tmp_path / "small.py"), str(tmp_path / "trained.pth"),
+          "--out", str(tmp_path / "deployed.pth"), "--check-size", "64", "64"])
+    deployed = build_from_config(Config.fromfile(str(tmp_path / "deployed.py")))
+    assert deployed.backbone.deploy
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in deployed.backbone.modules())
+    deployed.load_state_dict(torch.load(tmp_path / "deployed.pth")["state_dict"], strict=True)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(model.extract_feat(x), deployed.extract_feat(x)):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert DefaultScope.get_current_instance().instance_name == foreign_scope.instance_name  # left as it was

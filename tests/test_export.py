@@ -17,14 +17,6 @@ from ffnet.export import build_deployed_model, export_onnx  # noqa: E402
 from ffnet.main import main  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Give every BatchNorm non-trivial statistics and affine parameters (eval mode then matters)."""
     generator = torch.Generator().manual_seed(seed)

@@ -17,15 +17,6 @@ from ffnet.generation.diffusion import HybridLoss, discretized_gaussian_log_like
 from ffnet.generation.models import (LEVELS, PLAIN_FFNIFIED_MIXER, apply_rope_2d, build_token_mixer, create_model,
                                      rope_2d_tables)
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """One intra-op thread: on a shared, oversubscribed CPU more threads only spin against each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # spec section 2.6: U-DiT parameters (train-time) and MACs (torch flop counter, FFN fused)
 SPEC_PARAMS = {"U-DiT-S": 58_896_568, "U-DiT-B": 231_251_304, "U-DiT-L": 916_335_304}
 SPEC_MACS_G = {"U-DiT-S": 6.02, "U-DiT-B": 22.18}

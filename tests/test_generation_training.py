@@ -27,15 +27,6 @@ TINY_BACKBONE = dict(arch="U-DiT-S", width=16, num_heads=2, depths=[1, 1, 1, 1, 
                      mixers=[SMALL_MIXER, SMALL_MIXER, "attention", SMALL_MIXER, SMALL_MIXER])
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """One intra-op thread: on a shared, oversubscribed CPU more threads only spin against each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_vae(tmp_path_factory):
     from diffusers import AutoencoderKL

@@ -31,7 +31,8 @@ def wheel_files(tmp_path_factory) -> list[str]:
 def test_wheel_maps_folders_to_ffnet_packages(wheel_files):
     for path in ("ffnet/__init__.py", "ffnet/main.py", "ffnet/tables.py", "ffnet/engine.py", "ffnet/export.py",
                  "ffnet/info.py", "ffnet/core/block.py", "ffnet/core/reparam.py", "ffnet/classification/ffnet.py",
-                 "ffnet/classification/training.py", "ffnet/classification/benchmark.py"):
+                 "ffnet/classification/training.py", "ffnet/classification/benchmark.py",
+                 "ffnet/classification/openmmlab/backbone.py", "ffnet/classification/openmmlab/deploy.py"):
         assert path in wheel_files, path
 
 

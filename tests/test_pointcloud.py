@@ -19,14 +19,6 @@ from ffnet.core.sparse import SparseTensor
 TINY = dict(enc_channels=(4, 8, 16, 32, 64), dec_channels=(8, 8, 16, 32))  # the release layout at width / 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def scannet_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("scannet")

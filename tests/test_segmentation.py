@@ -14,7 +14,7 @@ import torch
 mmseg = pytest.importorskip("mmseg")
 
 from mmengine.config import Config  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
+from mmengine.registry import DefaultScope  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmengine.structures import PixelData  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
@@ -33,14 +33,19 @@ ADE_SEG = CONFIG_DIR / "ffnet-seg_8xb2-160k_ade20k-512x512.py"
 CITY_SEG = CONFIG_DIR / "ffnet-seg_8xb2-160k_cityscapes-1024x1024.py"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One intra-op thread: on a shared CPU, small convolutions run far faster without oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    init_default_scope("mmseg")
-    yield
-    torch.set_num_threads(threads)
+@pytest.fixture(autouse=True)
+def mmseg_scope():
+    """mmseg's registry scope current during each test (mmengine resolves every build in the current scope,
+    mmseg's own registry included); the scope of whatever ran before is restored afterwards."""
+    with DefaultScope.overwrite_default_scope("mmseg"):
+        yield
+
+
+@pytest.fixture
+def foreign_scope():
+    """Another registry scope current, as a Runner of another scope (e.g. the point-cloud trainer's) leaves it."""
+    with DefaultScope.overwrite_default_scope("mmengine"):
+        yield DefaultScope.get_current_instance()
 
 
 def num_params(module: torch.nn.Module) -> int:
@@ -185,6 +190,36 @@ def test_whole_segmentor_reparameterizes_and_deploys(tmp_path):
         torch.testing.assert_close(deployed.encode_decode(x, metas), before, atol=1e-4, rtol=1e-4)
 
 
+def test_deploy_and_benchmark_build_in_the_mmseg_scope_whatever_scope_is_current(tmp_path, foreign_scope):
+    """mmengine resolves even ``mmseg.registry.MODELS.build`` in the current scope; ``ffnet seg deploy`` and the
+    benchmark's builder build in mmseg's scope and leave the caller's scope current."""
+    from ffnet.classification.openmmlab.benchmark import build_from_config
+    from ffnet.main import main
+
+    cfg = Config.fromfile(str(CONFIGS[0]))  # UperNet + FFNet-2, one block per stage
+    cfg.model.backbone.update(depths=(1, 1, 1, 1), init_cfg=None)
+    cfg.model.pop("_scope_")  # as in a config on relative (copied) mmseg bases: only default_scope names mmseg
+    cfg.dump(str(tmp_path / "small.py"))
+    with pytest.raises(KeyError, match="EncoderDecoder is not in the mmengine::model registry"):
+        MODELS.build(cfg.model)  # the failure the scoped builds avoid
+    torch.manual_seed(0)
+    model = build_from_config(cfg)
+    randomize(model)
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "trained.pth")
+    main(["seg", "deploy", str(tmp_path / "small.py"), str(tmp_path / "trained.pth"),
+          "--out", str(tmp_path / "deployed.pth"), "--check-size", "64", "64"])
+    deployed = build_from_config(Config.fromfile(str(tmp_path / "deployed.py")))
+    assert deployed.backbone.deploy
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in deployed.backbone.modules())
+    deployed.load_state_dict(torch.load(tmp_path / "deployed.pth")["state_dict"], strict=True)
+    x = torch.randn(1, 3, 64, 64)
+    metas = [dict(img_shape=(64, 64), pad_shape=(64, 64))]
+    with torch.no_grad():
+        torch.testing.assert_close(deployed.encode_decode(x, metas), model.encode_decode(x, metas),
+                                   atol=1e-4, rtol=1e-4)
+    assert DefaultScope.get_current_instance().instance_name == foreign_scope.instance_name  # left as it was
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The shipped configs
 
@@ -309,7 +344,7 @@ def test_runner_trains_two_iterations_and_resumes(tmp_path):
     cfg.train_cfg.max_iters = 3
     cfg.resume = True
     resumed = Runner.from_cfg(cfg)
-    resumed.train()  # loads iter_2.pth with torch's weights-only unpickler (ffnet.detection.compat)
+    resumed.train()  # loads iter_2.pth with the weights-only unpickler (ffnet.classification.openmmlab.compat)
     assert resumed.iter == 3
     assert len(resumed.message_hub.get_scalar("train/loss").data[0]) == 3
     stem = resumed.model.backbone.stem.conv1.conv.weight

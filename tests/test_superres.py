@@ -18,15 +18,6 @@ from ffnet.superres.models import FFNetSR, build_model, ffnet_sr, ffnet_sr_light
 from ffnet.superres.upscale import upscale_tiled
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions on a shared CPU run far faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

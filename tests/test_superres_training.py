@@ -14,15 +14,6 @@ from ffnet.superres.data import BENCHMARK_SETS, bicubic_downscale, bicubic_resiz
 from ffnet.superres.metrics import psnr_y
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small convolutions on a shared CPU run far faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_pair(hr: np.ndarray, hr_dir: Path, lr_dir: Path, name: str, scale: int) -> None:
     write_rgb(hr, hr_dir / f"{name}.png")
     write_rgb(bicubic_downscale(hr, scale), lr_dir / f"{name}x{scale}.png")

@@ -410,23 +410,18 @@ def test_registry_builds_the_default_model():
 
 
 def test_convert_command_makes_an_authors_checkpoint_forecastable(tmp_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        frame = _frame(14_400, 7)
-        frame.to_csv(tmp_path / "ETTh1.csv", index=False)
-        config = FFNetTSConfig(num_variables=7, pred_len=24, dim=8, ffn_ratio=2)  # narrow, read off the weights
-        source = randomize_bn(FFNetTS(config)).eval()
-        torch.save(to_authors_layout(source.state_dict()), tmp_path / "checkpoint.pth")
-        out = tmp_path / "converted.pt"
-        main(["ts", "convert", "--authors-checkpoint", str(tmp_path / "checkpoint.pth"), "--data", "ETTh1",
-              "--data-root", str(tmp_path), "--out", str(out)])
-        loaded = load_checkpoint(out)
-        assert loaded.model.config.dim == 8 and loaded.model.config.pred_len == 24
-        expected = evaluate(source, make_splits(read_series(tmp_path / "ETTh1.csv", layout="ett_hour"), 24).test,
-                            512, torch.device("cpu"))
-        assert loaded.info["metrics"] == pytest.approx(expected)
-        forecast = forecast_csv(out, tmp_path / "ETTh1.csv")
-        assert forecast.shape == (24, 8) and forecast["date"].iloc[0] == pd.Timestamp("2018-02-21 00:00")
-    finally:
-        torch.set_num_threads(threads)
+    frame = _frame(14_400, 7)
+    frame.to_csv(tmp_path / "ETTh1.csv", index=False)
+    config = FFNetTSConfig(num_variables=7, pred_len=24, dim=8, ffn_ratio=2)  # narrow, read off the weights
+    source = randomize_bn(FFNetTS(config)).eval()
+    torch.save(to_authors_layout(source.state_dict()), tmp_path / "checkpoint.pth")
+    out = tmp_path / "converted.pt"
+    main(["ts", "convert", "--authors-checkpoint", str(tmp_path / "checkpoint.pth"), "--data", "ETTh1",
+          "--data-root", str(tmp_path), "--out", str(out)])
+    loaded = load_checkpoint(out)
+    assert loaded.model.config.dim == 8 and loaded.model.config.pred_len == 24
+    expected = evaluate(source, make_splits(read_series(tmp_path / "ETTh1.csv", layout="ett_hour"), 24).test,
+                        512, torch.device("cpu"))
+    assert loaded.info["metrics"] == pytest.approx(expected)
+    forecast = forecast_csv(out, tmp_path / "ETTh1.csv")
+    assert forecast.shape == (24, 8) and forecast["date"].iloc[0] == pd.Timestamp("2018-02-21 00:00")

@@ -14,15 +14,6 @@ from ffnet.timeseries.model import FFNetTS, FFNetTSConfig
 from ffnet.timeseries.train import TrainConfig, load_checkpoint, seed_everything, train_model
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny convolutions run fastest single-threaded (and do not stall on a busy shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def weather():
     return pd.read_csv(local_data.seattle_weather.filepath)
@@ -33,7 +24,7 @@ def write_csv(frame: pd.DataFrame, path) -> str:
     return str(path)
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tmp_path, weather, one_thread):
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, weather):
     series = read_series(write_csv(weather[["date", "temp_max", "wind"]].iloc[:400], tmp_path / "a.csv"))
     splits = make_splits(series, pred_len=8)
 
@@ -56,7 +47,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, weather, one
                     TrainConfig(epochs=3), tmp_path / "interrupted", "cpu", progress=False)
 
 
-def test_grid_resumes_and_writes_the_table(tmp_path, weather, one_thread):
+def test_grid_resumes_and_writes_the_table(tmp_path, weather):
     good = write_csv(weather[["date", "temp_max", "wind"]].iloc[:400], tmp_path / "seattle_a.csv")
     broken_frame = weather[["date", "temp_min", "precipitation"]].iloc[400:800].copy()
     broken_frame.iloc[50, 1] = np.nan
@@ -95,7 +86,7 @@ def test_grid_resumes_and_writes_the_table(tmp_path, weather, one_thread):
     assert (out / "timeseries_grid.png").stat().st_size > 10_000
 
 
-def test_train_and_forecast_commands_on_a_users_csv(tmp_path, weather, one_thread, capsys):
+def test_train_and_forecast_commands_on_a_users_csv(tmp_path, weather, capsys):
     csv = write_csv(weather[["date", "temp_max", "temp_min", "wind"]].iloc[:500], tmp_path / "mine.csv")
     run_dir = tmp_path / "run"
     main(["ts", "train", "--data", "custom", "--csv", csv, "--horizon", "8", "--epochs", "1", "--out", str(run_dir),

@@ -8,16 +8,7 @@ from ffnet.timeseries.model import FFNetTS, FFNetTSConfig
 from ffnet.timeseries.train import TrainConfig, repeat_last_value_loss, seed_everything, train_model, validation_loss
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny convolutions run fastest single-threaded (and do not stall on a busy shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_trained_model_beats_repeat_last_value_on_validation(tmp_path, one_thread):
+def test_trained_model_beats_repeat_last_value_on_validation(tmp_path):
     series = read_series(local_data.seattle_weather.filepath,
                          columns=["precipitation", "temp_max", "temp_min", "wind"])
     assert series.values.shape == (1461, 4)

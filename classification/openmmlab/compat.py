@@ -1,5 +1,5 @@
 """Compatibility of mmengine 0.10.7 (the last release) with torch >= 2.6, applied when ffnet.detection or
-ffnet.segmentation is imported.
+ffnet.segmentation is imported (:func:`apply`).
 
 torch 2.6 made ``torch.load(..., weights_only=True)`` the default. mmengine's checkpoint loader calls
 ``torch.load(filename, map_location=...)``, so ``resume=True`` and ``load_from`` fail on the Runner's own
@@ -32,7 +32,7 @@ def _history_buffer_method(owner: Any, name: str) -> Any:
         return getattr(HistoryBuffer, name)
     raise pickle.UnpicklingError(
         f"refusing getattr({owner!r}, {name!r}) while loading a checkpoint: only mmengine HistoryBuffer statistics "
-        "methods are allowed (ffnet.detection.compat). Load a checkpoint you trust with "
+        "methods are allowed (ffnet.classification.openmmlab.compat). Load a checkpoint you trust with "
         "torch.load(..., weights_only=False)"
     )
 

@@ -23,6 +23,8 @@ from mmengine.logging import MMLogger
 from mmengine.optim import DefaultOptimWrapperConstructor
 from torch import nn
 
+from ffnet.classification.openmmlab.backbone import FFNet
+
 _STAGE_PARAM = re.compile(r"backbone\.stages\.(\d+)\.(downsample|blocks\.(\d+))\.")
 
 
@@ -57,8 +59,6 @@ class FFNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
     """
 
     def add_params(self, params: List[Dict[str, Any]], module: nn.Module, **kwargs: Any) -> None:
-        from ffnet.detection.backbone import FFNet
-
         cfg = self.paramwise_cfg
         missing = [k for k in ("decay_rate", "num_layers") if k not in cfg]
         if missing:

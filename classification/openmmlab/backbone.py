@@ -4,7 +4,7 @@ The stem and stages are those of :mod:`ffnet.classification` (the same modules, 
 checkpoints load unchanged); the classifier's final BatchNorm and head are dropped, and each
 output stage gets a channels-first LayerNorm (eps 1e-6, keys ``norm0`` … ``norm3``) as in the
 authors' mmdet/mmseg wrapper. Registered as ``type='FFNet'`` in mmdet's and mmseg's ``MODELS`` by
-``ffnet.detection`` / ``ffnet.segmentation``.
+``ffnet.detection`` / ``ffnet.segmentation`` (this module registers nothing itself).
 
 State-dict keys: ``stem.*``, ``stages.S.downsample.*``, ``stages.S.blocks.B.*`` (the
 classification layout) plus ``normS.*``.
