@@ -161,24 +161,6 @@ def _register_atomic_backend() -> None:
     register_backend(_ATOMIC_BACKEND, AtomicLocalBackend, force=True)
 
 
-def register_trusting_checkpoint_loader() -> None:
-    """Read local checkpoints with torch's full unpickler, as mmengine did before torch 2.6.
-
-    mmengine checkpoints carry logging state (``HistoryBuffer``, numpy arrays) that the
-    weights-only unpickler, torch's default since 2.6, rejects, so ``--resume`` and ``load_from``
-    would fail on the Runner's own files. Only load checkpoints you trust.
-    """
-    import torch
-    from mmengine.runner.checkpoint import CheckpointLoader
-
-    @CheckpointLoader.register_scheme(prefixes="", force=True)
-    def load_from_local(filename: str, map_location=None):
-        filename = os.path.expanduser(filename)
-        if not os.path.isfile(filename):
-            raise FileNotFoundError(f"checkpoint not found: {filename}")
-        return torch.load(filename, map_location=map_location, weights_only=False)
-
-
 def use_atomic_checkpoints(cfg) -> None:
     hook = cfg.get("default_hooks", {}).get("checkpoint")
     if not hook or hook.get("backend_args") or hook.get("file_client_args"):
@@ -243,8 +225,10 @@ def build_runner(args: argparse.Namespace, mode: str = "train"):
     """An mmengine Runner for ``ffnet train`` (``mode='train'``) or ``ffnet test`` (``mode='test'``)."""
     from mmengine.runner import Runner
 
+    from ffnet.checkpoints import allow_mmengine_checkpoints
+
     cfg = load_config(args)
-    register_trusting_checkpoint_loader()
+    allow_mmengine_checkpoints()
     if mode == "train":
         if args.amp:
             import torch

@@ -7,11 +7,11 @@ registers into mmdet's registries:
   (:class:`ffnet.classification.openmmlab.backbone.FFNet`, which the segmentation package registers too);
 * ``OPTIM_WRAPPER_CONSTRUCTORS``: ``FFNetLayerDecayOptimizerConstructor`` (layer-wise lr decay).
 
-It also applies the compatibility fixes of :mod:`ffnet.classification.openmmlab.compat` (torch >= 2.6
+It also applies the compatibility fixes of :mod:`ffnet.checkpoints` (torch >= 2.6
 checkpoint loading of mmengine's own files). :func:`ffnet.detection.deploy.deploy_checkpoint` folds a
 trained detector for deployment.
 """
-from ffnet.classification.openmmlab import compat
+from ffnet.checkpoints import allow_mmengine_checkpoints
 from ffnet.classification.openmmlab.backbone import FFNet
 from ffnet.classification.openmmlab.layer_decay import FFNetLayerDecayOptimizerConstructor, layer_id
 
@@ -35,5 +35,5 @@ def _register_into_mmdet() -> bool:
     return True
 
 
-compat.apply()
+allow_mmengine_checkpoints()
 MMDET_AVAILABLE = _register_into_mmdet()

@@ -220,7 +220,8 @@ def build_runner(config: str | os.PathLike, work_dir: str | os.PathLike | None =
 
     import ffnet.pointcloud.data  # noqa: F401  (registers datasets and collate functions)
     import ffnet.pointcloud.tester  # noqa: F401  (registers the metric and the test loop)
-    from ffnet.engine import register_trusting_checkpoint_loader, setup_launcher, use_atomic_checkpoints
+    from ffnet.checkpoints import allow_mmengine_checkpoints
+    from ffnet.engine import setup_launcher, use_atomic_checkpoints
 
     cfg = load_pointcept_config(config, options, data_root)
     if num_workers is not None:
@@ -230,7 +231,7 @@ def build_runner(config: str | os.PathLike, work_dir: str | os.PathLike | None =
     runner_cfg = to_runner_config(cfg, work_dir, world_size, launcher, use_amp, save_every)
     setup_launcher(runner_cfg, launcher, int(os.environ.get("LOCAL_RANK", 0)))
     use_atomic_checkpoints(runner_cfg)
-    register_trusting_checkpoint_loader()
+    allow_mmengine_checkpoints()
     if resume == "auto":
         runner_cfg.resume = True
     elif resume is not None:

@@ -7,10 +7,10 @@ registers into mmseg's registries:
   shared with detection), ``FFNetSeg`` (the system-level backbone) and ``FFNetHead`` (its decode head);
 * ``OPTIM_WRAPPER_CONSTRUCTORS``: ``FFNetLayerDecayOptimizerConstructor``.
 
-It also applies :mod:`ffnet.classification.openmmlab.compat`. :func:`reparameterize_segmentor` folds a
+It also applies :mod:`ffnet.checkpoints`. :func:`reparameterize_segmentor` folds a
 segmentor for deployment, :func:`deploy_checkpoint` a trained checkpoint.
 """
-from ffnet.classification.openmmlab import compat
+from ffnet.checkpoints import allow_mmengine_checkpoints
 from ffnet.classification.openmmlab.backbone import FFNet
 from ffnet.classification.openmmlab.layer_decay import FFNetLayerDecayOptimizerConstructor
 from ffnet.segmentation.deploy import deploy_checkpoint, reparameterize_segmentor
@@ -30,5 +30,5 @@ def _register_into_mmseg() -> None:
         "FFNetLayerDecayOptimizerConstructor", module=FFNetLayerDecayOptimizerConstructor, force=True)
 
 
-compat.apply()
+allow_mmengine_checkpoints()
 _register_into_mmseg()

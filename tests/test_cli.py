@@ -79,3 +79,26 @@ def test_amp_and_resume_errors_are_clear(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="--amp needs a CUDA device"):
             build_runner(engine_args("ffnet_1_8xb128_in1k.py", "--work-dir", str(tmp_path), "--amp"))
+
+
+def test_runner_checkpoints_load_weights_only_and_foreign_globals_are_refused(tmp_path):
+    from mmengine.logging import HistoryBuffer
+    from mmengine.optim.scheduler.param_scheduler import OneCycleParamScheduler
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from ffnet.checkpoints import allow_mmengine_checkpoints
+
+    allow_mmengine_checkpoints()
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = OneCycleParamScheduler(optimizer, "lr", eta_max=0.1, total_steps=10)
+    buffer = HistoryBuffer()
+    buffer.update(1.5)
+    path = tmp_path / "runner.pth"
+    torch.save({"message_hub": {"loss": buffer}, "param_schedulers": [scheduler.state_dict()]}, path)
+    loaded = CheckpointLoader.load_checkpoint(str(path), map_location="cpu")  # weights-only, torch's default
+    assert loaded["message_hub"]["loss"].current() == 1.5
+    assert loaded["param_schedulers"][0]["anneal_func"] is OneCycleParamScheduler._annealing_cos
+
+    torch.save({"state_dict": {}, "args": argparse.ArgumentParser}, tmp_path / "foreign.pth")
+    with pytest.raises(Exception, match="ArgumentParser"):
+        CheckpointLoader.load_checkpoint(str(tmp_path / "foreign.pth"), map_location="cpu")

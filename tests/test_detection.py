@@ -437,7 +437,7 @@ def test_runner_trains_two_iterations_and_resumes(tmp_path):
     cfg.train_cfg.max_epochs = 3
     cfg.resume = True
     resumed = Runner.from_cfg(cfg)
-    resumed.train()  # loads epoch_2.pth with the weights-only unpickler (ffnet.classification.openmmlab.compat)
+    resumed.train()  # loads epoch_2.pth with the weights-only unpickler (ffnet.checkpoints)
     assert (resumed.epoch, resumed.iter) == (3, 3)
     assert len(resumed.message_hub.get_scalar("train/loss").data[0]) == 3  # 2 logged before the resume + 1
     stem_param = resumed.model.backbone.stem.conv1.conv.weight

@@ -344,7 +344,7 @@ def test_runner_trains_two_iterations_and_resumes(tmp_path):
     cfg.train_cfg.max_iters = 3
     cfg.resume = True
     resumed = Runner.from_cfg(cfg)
-    resumed.train()  # loads iter_2.pth with the weights-only unpickler (ffnet.classification.openmmlab.compat)
+    resumed.train()  # loads iter_2.pth with the weights-only unpickler (ffnet.checkpoints)
     assert resumed.iter == 3
     assert len(resumed.message_hub.get_scalar("train/loss").data[0]) == 3
     stem = resumed.model.backbone.stem.conv1.conv.weight

@@ -3,7 +3,6 @@
 * :mod:`.backbone`: ``FFNet``, the FFNet-1..4 multi-scale backbone (mmengine ``BaseModule``) built
   from the classification stem and stages, and the checkpoint readers;
 * :mod:`.layer_decay`: ``FFNetLayerDecayOptimizerConstructor``, the authors' layer-wise lr decay;
-* :mod:`.compat`: torch >= 2.6 weights-only loading of mmengine Runner checkpoints;
 * :mod:`.scope`: building models from configs in a fixed registry scope, whatever scope is current;
 * :mod:`.deploy`: re-parameterizing a trained OpenMMLab model and writing its deploy=True config;
 * :mod:`.benchmark`: MAC counting, timing, table rows and plots of the dense-prediction benchmarks.
