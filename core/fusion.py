@@ -65,6 +65,24 @@ class FusedConv2d(nn.Module):
         self.dilation = list(conv.dilation)
         self.groups = conv.groups
         self.activation = activation
+        self._packed: tuple | None = None
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the packed weight behind (an opaque oneDNN tensor); it is rebuilt on use."""
+        state = self.__dict__.copy()
+        state["_packed"] = None
+        return state
+
+    def _onednn_weight(self, x: torch.Tensor) -> torch.Tensor:
+        """The weight pre-packed in oneDNN's blocked layout (packed for the first input's shape, valid
+        for any), reused until the weight changes: the per-call reorder otherwise dominates small inputs."""
+        weight = self.weight
+        key = (weight.data_ptr(), None if weight.is_inference() else weight._version)  # inference tensors: no version
+        if self._packed is None or self._packed[0] != key:
+            packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                weight.detach().to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, list(x.shape))
+            self._packed = (key, packed)
+        return self._packed[1]
 
     def extra_repr(self) -> str:
         out_c, in_c = self.weight.shape[:2]
@@ -74,12 +92,13 @@ class FusedConv2d(nn.Module):
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         if _onednn_usable(x, self.weight):
             geometry = (self.padding, self.stride, self.dilation, self.groups)
+            weight = self._onednn_weight(x)
             if residual is None:
                 return torch.ops.mkldnn._convolution_pointwise(
-                    x, self.weight, self.bias, *geometry, self.activation, [], "none")
+                    x, weight, self.bias, *geometry, self.activation, [], "none")
             unary = "relu" if self.activation == "relu" else None  # oneDNN's only unary after a binary post-op
             y = torch.ops.mkldnn._convolution_pointwise.binary(
-                x, residual, self.weight, self.bias, *geometry, "add", 1.0, unary, [], None)
+                x, residual, weight, self.bias, *geometry, "add", 1.0, unary, [], None)
             return y if unary or self.activation == "none" else _ACTIVATIONS[self.activation](y)
         y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         if residual is not None:

@@ -480,7 +480,8 @@ class SubMConv3d(nn.Module):
         weight = self.weight
         if torch.is_grad_enabled() and weight.requires_grad:
             return convert(weight)
-        key = (layout, weight.data_ptr(), weight._version, weight.dtype, weight.device)
+        version = None if weight.is_inference() else weight._version  # inference tensors have no version counter
+        key = (layout, weight.data_ptr(), version, weight.dtype, weight.device)
         cached = getattr(self, "_layout_cache", None)
         if cached is None or cached[0] != key:
             cached = (key, convert(weight.detach()))

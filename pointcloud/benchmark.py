@@ -8,6 +8,7 @@ one on CPU; it has no CPU backward) runs the same released layers in the same pr
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import time
 import weakref
@@ -94,6 +95,24 @@ def _measure(fn, repeats: int) -> tuple[float, float]:
     return sorted(times)[len(times) // 2], memory.megabytes
 
 
+def _measure_alternating(fns: dict, repeats: int) -> dict:
+    """:func:`_measure` for several callables whose timed runs alternate, the starting one rotating each
+    round, so that load changes on a shared machine hit them alike: ``{name: (seconds, MB)}``."""
+    memory = {}
+    for name, fn in fns.items():
+        with PeakTensorMemory() as tracker:
+            fn()
+        memory[name] = tracker.megabytes
+    names, times = list(fns), {name: [] for name in fns}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: (sorted(t)[len(t) // 2], memory[name]) for name, t in times.items()}
+
+
 def _forward(model, data):
     def run():
         model.eval()
@@ -133,19 +152,23 @@ def run(args: argparse.Namespace):
     for arch, label in (("release", "released (dense 3³)"), ("depthwise", "depthwise (dw 5³ / 3³)")):
         model = build_backbone(arch, sparse_backend="torch")
         params = sum(p.numel() for p in model.parameters())
-        forward = _measure(_forward(model, data), args.repeats)
-        train = _measure(_forward_backward(model, data), args.repeats)
-        rows.append(row(label, "torch", params, forward, train))
+        forwards = {"torch": _forward(model, data)}
         if arch == "release" and not args.no_spconv and spconv_available():
-            set_sparse_backend(model, "spconv")
-            spconv_forward = _measure(_forward(model, data), args.repeats)
-            rows.append(row(label, "spconv (Native, CPU)", params, spconv_forward,
-                            ratio=spconv_forward[0] / forward[0]))
-        del model
+            spconv_model = copy.deepcopy(model)
+            set_sparse_backend(spconv_model, "spconv")
+            forwards["spconv"] = _forward(spconv_model, data)
+        forward = _measure_alternating(forwards, args.repeats)
+        train = _measure(_forward_backward(model, data), args.repeats)
+        rows.append(row(label, "torch", params, forward["torch"], train))
+        if "spconv" in forward:
+            rows.append(row(label, "spconv (Native, CPU)", params, forward["spconv"],
+                            ratio=forward["spconv"][0] / forward["torch"][0]))
+        del model, forwards
 
     notes = [
         f"Synthetic room, {args.points} sampled points → {voxels} voxels after GridSample(0.02 m); backbone only "
-        f"(no head); {args.threads} CPU thread(s); median of {args.repeats} timed run(s) after one untimed run.",
+        f"(no head); {args.threads} CPU thread(s); median of {args.repeats} timed run(s) after one untimed run; "
+        "the forward runs of the two backends alternate (same weights), the first one changing every round.",
         "forward: eval mode, no grad; fwd+bwd: train mode (drop path 0.3 active), backward of a scalar of the output.",
         "peak mem: the most tensor storage (activations, saved tensors, gradients) alive at once during the call, "
         "tracked per op on the untimed run; weights and inputs are not counted.",

@@ -38,7 +38,8 @@ def test_fused_block_matches_the_deployed_block(block_args, layout):
     deployed, fused = fused_pair(image_block(**block_args))
     x = torch.randn(2, 16, 20, 20).contiguous(memory_format=layout)
     with torch.inference_mode():
-        expected, got = deployed(x), fused(x)
+        expected = deployed(x)
+        got = fused.to(memory_format=layout)(x)  # parameters become inference tensors (no version counter)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     fused_convs = [m for m in fused.modules() if isinstance(m, FusedConv2d)]
     assert len(fused_convs) == 4  # two activations and two shortcuts
@@ -59,6 +60,15 @@ def test_fused_ffnet_1_matches_and_keeps_its_state_dict():
     fuse_for_inference(fused)  # idempotent
     with torch.inference_mode():
         torch.testing.assert_close(fused(x), got)
+    copied = copy.deepcopy(fused)  # after a call, the packed oneDNN weights are not copied but rebuilt
+    with torch.inference_mode():
+        torch.testing.assert_close(copied(x), got)
+    scaled = {k: v * 0.5 if k.endswith("weight") else v for k, v in deployed.state_dict().items()}
+    copied.load_state_dict(scaled)  # a weight change invalidates the packed weights
+    deployed.load_state_dict(scaled)
+    with torch.inference_mode():
+        expected = deployed(x)
+        torch.testing.assert_close(copied(x), expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
 
 
 def test_fused_model_falls_back_under_autograd_and_tracing():

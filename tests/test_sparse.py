@@ -1,4 +1,6 @@
 """Submanifold sparse conv: parity with dense ``conv3d``, gradients, caching, spconv adapter, errors."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -131,6 +133,9 @@ def test_inference_reuses_the_weight_layout_until_the_weight_changes():
         conv.load_state_dict({"weight": 2 * conv.weight, "bias": conv.bias})  # an in-place copy_: new version
         second = conv(x).features
     torch.testing.assert_close(second - conv.bias, 2 * (first - conv.bias))
+    with torch.inference_mode():
+        moved = copy.deepcopy(conv).double()  # its parameters are inference tensors, without a version counter
+        torch.testing.assert_close(moved(SparseTensor(coords, x.features.double())).features, second.double())
     conv.train()
     conv(x).features.sum().backward()  # training converts on every call, so the weight gets its gradient
     assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
