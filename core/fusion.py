@@ -12,6 +12,8 @@ plain ops, so a fused model stays usable everywhere.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath
@@ -114,9 +116,43 @@ def fuse_conv_activation(conv: nn.Module, activation: nn.Module) -> tuple[nn.Mod
     return conv, activation
 
 
+_CACHE_BUDGET_BYTES = 16 * 2**20
+
+
+def _is_pointwise(conv: nn.Module) -> bool:
+    return isinstance(conv, FusedConv2d) and conv.weight.shape[2:] == (1, 1) and conv.groups == 1 and \
+        conv.stride == [1, 1]
+
+
+class CacheBlockedMixer(MetaMixer):
+    """A fused MetaMixer whose pointwise ``compat → aggregate`` pair (an FFN) runs over batch chunks.
+
+    The expanded hidden map of an FFN on a large batch (e.g. 16 × 240 × 64 × 64 floats, 63 MB) does
+    not stay in the CPU's cache between the two convs; chunks whose hidden map fits in
+    ``_CACHE_BUDGET_BYTES`` do. Each image is computed exactly as before.
+    """
+
+    def forward(self, x, residual=None):
+        h = self.query_proj(x)
+        if not _onednn_usable(h, self.compat.weight):
+            return self._ffn(h, residual)
+        hidden_bytes = self.compat.weight.shape[0] * h[0, 0].numel() * h.element_size()
+        chunk = max(1, _CACHE_BUDGET_BYTES // hidden_bytes)
+        if chunk >= h.shape[0]:
+            return self._ffn(h, residual)
+        shortcuts = [None] * math.ceil(h.shape[0] / chunk) if residual is None else residual.split(chunk)
+        return torch.cat([self._ffn(part, shortcut) for part, shortcut in zip(h.split(chunk), shortcuts)])
+
+    def _ffn(self, h: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        h = self.activation(self.compat(h))
+        return self.aggregate(h) if residual is None else self.aggregate(h, residual)
+
+
 def _fuse_mixer(mixer: MetaMixer) -> None:
-    """``compat`` takes over ``activation``."""
+    """``compat`` takes over ``activation``; an FFN pair becomes cache-blocked."""
     mixer.compat, mixer.activation = fuse_conv_activation(mixer.compat, mixer.activation)
+    if _is_pointwise(mixer.compat) and _is_pointwise(mixer.aggregate) and isinstance(mixer.activation, nn.Identity):
+        mixer.__class__ = CacheBlockedMixer  # same modules and parameters, only the forward changes
 
 
 def _fuse_residual(residual: Residual) -> None:

@@ -13,8 +13,10 @@ from ffnet.core import (
     convnext_channel_mixer,
     ffnified_attention,
     fuse_for_inference,
+    fusion,
     reparameterize,
 )
+from ffnet.core.fusion import CacheBlockedMixer
 from test_core import randomize_bn
 
 
@@ -69,6 +71,20 @@ def test_fused_ffnet_1_matches_and_keeps_its_state_dict():
     with torch.inference_mode():
         expected = deployed(x)
         torch.testing.assert_close(copied(x), expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
+
+
+def test_cache_blocked_ffn_matches_in_batch_chunks(monkeypatch):
+    deployed, fused = fused_pair(image_block())
+    assert isinstance(fused.channel_mixer.mixer, CacheBlockedMixer)
+    assert not isinstance(fused.token_mixer.mixer, CacheBlockedMixer)  # depthwise convs: not an FFN pair
+    x = torch.randn(5, 16, 12, 12).contiguous(memory_format=torch.channels_last)
+    hidden_bytes_per_image = 64 * 12 * 12 * 4
+    monkeypatch.setattr(fusion, "_CACHE_BUDGET_BYTES", 2 * hidden_bytes_per_image)  # chunks of 2, 2 and 1 images
+    batches = []
+    fused.channel_mixer.mixer.compat.register_forward_hook(lambda m, args, out: batches.append(out.shape[0]))
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), deployed(x), rtol=1e-5, atol=1e-5)
+    assert batches == [2, 2, 1]
 
 
 def test_fused_model_falls_back_under_autograd_and_tracing():
