@@ -91,7 +91,7 @@ def run(args: argparse.Namespace):
 
     from ffnet.classification.openmmlab.benchmark import Graph, Measured, build_from_config, count_macs, make_rows, \
         plot_latency, time_models
-    from ffnet.core import reparameterize
+    from ffnet.core import fuse_for_inference, reparameterize
     from ffnet.tables import BenchmarkResult
 
     if args.threads:
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace):
     for name in args.models:
         model = build_from_config(_detector_config(name), default_scope="mmdet")
         if name.endswith("deployed"):
-            reparameterize(model)
+            fuse_for_inference(reparameterize(model))
         graphs = {"features": Graph(model.extract_feat), "model": Graph(detector_forward(model, rois, args.mask_rois))}
         for graph in graphs.values():
             graph.macs = count_macs(graph.forward, model, inputs)
@@ -131,7 +131,8 @@ def run(args: argparse.Namespace):
         "reduced resolution they dominate the detector figures; 'backbone+FPN' is the part that differs.",
         "GMACs: mmengine.analysis FlopAnalyzer (fvcore rules, 1 FMA = 1); mmcv's RoIAlign and activations are not "
         "counted. Params: all detector parameters; ffnet-2 is the train-time model, ffnet-2-deployed is "
-        "ffnet.core.reparameterize(detector) (BN and 3x3 side branches folded).",
+        "ffnet.core.reparameterize(detector) (BN and 3x3 side branches folded), then ffnet.core.fuse_for_inference "
+        "(GELUs and residual additions as oneDNN post-ops of the convs; MACs counted on the plain ops).",
         "ConvNeXt-T: mmdet's cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py "
         "(backbone mmpretrain.ConvNeXt). Swin-T: the same config with mmdet's SwinTransformer backbone as in "
         "mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py (mmdet ships no Swin Cascade Mask R-CNN config).",

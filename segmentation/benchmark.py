@@ -56,6 +56,7 @@ def run(args: argparse.Namespace):
 
     from ffnet.classification.openmmlab.benchmark import Graph, Measured, build_from_config, count_macs, make_rows, \
         plot_latency, time_models
+    from ffnet.core import fuse_for_inference
     from ffnet.segmentation import reparameterize_segmentor
     from ffnet.tables import BenchmarkResult
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace):
     for name in args.models:
         model = build_from_config(_segmentor_config(name), default_scope="mmseg")
         if name.endswith("deployed"):
-            reparameterize_segmentor(model)
+            fuse_for_inference(reparameterize_segmentor(model))
         graphs = {"features": Graph(model.backbone), "model": Graph(lambda x, m=model: m._forward(x))}
         for graph in graphs.values():
             graph.macs = count_macs(graph.forward, model, inputs)
@@ -92,7 +93,8 @@ def run(args: argparse.Namespace):
         "UperNet and 8 for FFNet-seg, before the resize to the input). Params exclude UperNet's auxiliary FCN head "
         "(training only; with it UperNet FFNet-2/3/4 have the paper's 58M/80M/113M).",
         "GMACs: mmengine.analysis FlopAnalyzer (fvcore rules, 1 FMA = 1; the paper's mmcv counter also counts MACs). "
-        "'-deployed' rows: ffnet.segmentation.reparameterize_segmentor (every BN, side branch and LayerScale folded).",
+        "'-deployed' rows: ffnet.segmentation.reparameterize_segmentor (every BN, side branch and LayerScale folded), "
+        "then ffnet.core.fuse_for_inference (GELUs and residual additions as oneDNN post-ops of the convs).",
         "ConvNeXt-T: mmseg's convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py (mmpretrain.ConvNeXt); Swin-T: "
         "mmseg's swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py.",
         "Paper (ADE20K val, single-scale mIoU): UperNet FFNet-2 47.1 (58M, 942G at 512x2048); FFNet-seg 50.1 "
