@@ -7,8 +7,10 @@ activation apply it, and the last conv of a residual branch add the shortcut, as
 CPU (the ops PyTorch's inductor uses for frozen CPU graphs). Outputs are unchanged up to float
 rounding; state-dict keys are unchanged, so a fused model loads the deployed checkpoints.
 
-Elsewhere (GPU, float16, autograd, tracing, ONNX export, ``torch.compile``) the fused conv runs the
-plain ops, so a fused model stays usable everywhere.
+Under ``torch.compile`` the conv → activation op is kept (inductor lowers it; there is no fake-tensor
+kernel for the residual variant, so the addition runs as a plain op for inductor to fuse). Elsewhere
+(GPU, float16, autograd, tracing, ONNX export) the fused conv runs the plain ops, so a fused model
+stays usable everywhere.
 """
 from __future__ import annotations
 
@@ -37,12 +39,19 @@ def _activation_name(module: nn.Module) -> str | None:
     return None
 
 
+_MKLDNN_AVAILABLE = torch.backends.mkldnn.is_available()
+
+
 def _onednn_usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+    """Whether the oneDNN fused ops apply: CPU float32 inference, outside tracing and ONNX export.
+
+    Under ``torch.compile`` they do: inductor lowers them (with the plain weight, not the packed one).
+    """
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
         return False
-    if torch.onnx.is_in_onnx_export():
+    if not torch.compiler.is_compiling() and torch.onnx.is_in_onnx_export():
         return False
-    if x.device.type != "cpu" or x.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
+    if x.device.type != "cpu" or x.dtype != torch.float32 or not _MKLDNN_AVAILABLE:
         return False
     return not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
 
@@ -92,9 +101,10 @@ class FusedConv2d(nn.Module):
                 f"groups={self.groups}, activation={self.activation}")
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        if _onednn_usable(x, self.weight):
+        compiling = torch.compiler.is_compiling()
+        if _onednn_usable(x, self.weight) and not (compiling and residual is not None):  # binary op: no fake kernel
             geometry = (self.padding, self.stride, self.dilation, self.groups)
-            weight = self._onednn_weight(x)
+            weight = self.weight if compiling else self._onednn_weight(x)
             if residual is None:
                 return torch.ops.mkldnn._convolution_pointwise(
                     x, weight, self.bias, *geometry, self.activation, [], "none")

@@ -120,3 +120,13 @@ def test_modulated_blocks_keep_their_shortcuts_and_1d_models_are_left_alone():
     series = FFNetBlock(ffnified_attention(1, 8, 5), convnext_channel_mixer(1, 8, 2, 5), channels=8)
     fuse_for_inference(reparameterize(series.eval()))
     assert not any(isinstance(m, FusedConv2d) for m in series.modules())
+
+
+def test_fused_model_compiles_without_graph_breaks():
+    deployed, fused = fused_pair(image_block())
+    x = torch.randn(2, 16, 10, 10)
+    with torch.inference_mode():
+        explanation = torch._dynamo.explain(fused)(x)
+        assert explanation.graph_break_count == 0, explanation.break_reasons
+        torch._dynamo.reset()
+        torch.testing.assert_close(torch.compile(fused)(x), deployed(x), rtol=1e-4, atol=1e-5)
