@@ -48,10 +48,11 @@ def _add_engine(sub) -> None:
     test.set_defaults(func=engine.test)
 
 
-def _add_bench(sub) -> None:
+def _add_bench(sub, only: str | None = None) -> None:
+    """The ``bench`` group; ``only`` imports just that domain's benchmark (its module loads the domain)."""
     bench = sub.add_parser("bench", help="speed/size benchmark of one domain (writes docs/results/)")
     domains = bench.add_subparsers(dest="domain", required=True)
-    for domain in benchmark_domains():
+    for domain in [only] if only in DOMAINS else benchmark_domains():
         module = _domain_module(domain, "benchmark")
         parser = domains.add_parser(domain, help=(module.__doc__ or "").strip().splitlines()[0])
         module.add_arguments(parser)
@@ -80,14 +81,29 @@ def _add_export(sub) -> None:
     p.set_defaults(func=export.main)
 
 
-def build_parser() -> argparse.ArgumentParser:
+_GENERIC_COMMANDS = ("info", "train", "test", "export")
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser, or, when ``argv`` names a generic command (or ``bench <domain>``), only what it needs.
+
+    Registering every domain's commands and benchmarks imports every domain (mmdet, mmseg, diffusers …),
+    which takes seconds; ``ffnet train CONFIG`` needs none of it.
+    """
+    words = [a for a in (argv or ()) if not a.startswith("-")]
+    command = words[0] if words else None
     parser = argparse.ArgumentParser(prog="ffnet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_info(sub)
     _add_engine(sub)
+    _add_export(sub)
+    if command in _GENERIC_COMMANDS:
+        return parser
+    if command == "bench":
+        _add_bench(sub, only=words[1] if len(words) > 1 else None)
+        return parser
     _add_bench(sub)
     _add_tables(sub)
-    _add_export(sub)
     for domain in DOMAINS:
         module = _domain_module(domain, "commands")
         if module is not None:
@@ -96,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     result = args.func(args)
     return int(result or 0)
 

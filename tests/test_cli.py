@@ -19,6 +19,17 @@ def test_help_lists_the_commands():
         assert command in result.stdout
 
 
+def test_generic_commands_do_not_import_the_domains():
+    """``ffnet train CONFIG`` builds only the parsers it needs; the config's custom_imports load the domain."""
+    code = ("import sys; from ffnet.main import build_parser; "
+            "args = build_parser(['train', 'cfg.py']).parse_args(['train', 'cfg.py']); "
+            "print(args.config, sorted(m for m in sys.modules if m.split('.')[0] in ('mmdet', 'mmseg', 'diffusers') "
+            "or m.startswith('ffnet.') and m.split('.')[1] in ('detection', 'segmentation', 'generation')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["cfg.py", "[]"]
+
+
 def test_info_prints_versions_and_backends(capsys):
     main(["info"])
     printed = capsys.readouterr().out
