@@ -19,6 +19,7 @@ use (COCO and ADE20K/Cityscapes loading, transforms, CocoMetric, IoUMetric) run 
 from __future__ import annotations
 
 import collections
+import functools
 import pickle
 from typing import Any
 
@@ -30,6 +31,7 @@ from mmengine.optim.scheduler.param_scheduler import OneCycleParamScheduler
 _APPLIED = False
 
 
+@functools.cache
 def _safe_attributes() -> dict:
     """The class attributes mmengine checkpoints name through ``getattr``: statistics methods of
     ``HistoryBuffer`` (message hub) and the annealing functions of ``OneCycleParamScheduler``."""

@@ -115,6 +115,15 @@ def activation(kind: str, spatial_dims: int) -> nn.Module:
     return FeatureWise(module) if spatial_dims == 3 else module
 
 
+def weight_key(weight: torch.Tensor) -> tuple:
+    """Identifies a weight's storage and content version, for caches of derived layouts.
+
+    Inference tensors have no version counter; an in-place change to one (inside inference mode)
+    goes unnoticed.
+    """
+    return weight.data_ptr(), None if weight.is_inference() else weight._version, weight.dtype, weight.device
+
+
 class ChannelsFirstLayerNorm(nn.LayerNorm):
     """LayerNorm over dim 1 of ``(B, C, *spatial)`` for any number of spatial dims."""
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
+from ffnet.core.backend import weight_key
 from ffnet.core.block import FFNetBlock, Residual
 from ffnet.core.metamixer import MetaMixer, SelfAttention
 from ffnet.core.reparam import is_reparameterized
@@ -87,11 +88,10 @@ class FusedConv2d(nn.Module):
     def _onednn_weight(self, x: torch.Tensor) -> torch.Tensor:
         """The weight pre-packed in oneDNN's blocked layout (packed for the first input's shape, valid
         for any), reused until the weight changes: the per-call reorder otherwise dominates small inputs."""
-        weight = self.weight
-        key = (weight.data_ptr(), None if weight.is_inference() else weight._version)  # inference tensors: no version
+        key = weight_key(self.weight)
         if self._packed is None or self._packed[0] != key:
             packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
-                weight.detach().to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, list(x.shape))
+                self.weight.detach().to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, list(x.shape))
             self._packed = (key, packed)
         return self._packed[1]
 

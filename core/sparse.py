@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from ffnet.core.backend import weight_key
+
 KernelSize = Union[int, Sequence[int]]
 BACKENDS = ("auto", "torch", "spconv")
 _INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -480,8 +482,7 @@ class SubMConv3d(nn.Module):
         weight = self.weight
         if torch.is_grad_enabled() and weight.requires_grad:
             return convert(weight)
-        version = None if weight.is_inference() else weight._version  # inference tensors have no version counter
-        key = (layout, weight.data_ptr(), version, weight.dtype, weight.device)
+        key = (layout, *weight_key(weight))
         cached = getattr(self, "_layout_cache", None)
         if cached is None or cached[0] != key:
             cached = (key, convert(weight.detach()))

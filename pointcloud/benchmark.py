@@ -85,14 +85,7 @@ def _measure(fn, repeats: int) -> tuple[float, float]:
 
     The memory is measured on a first, untimed run, which also serves as warm-up.
     """
-    with PeakTensorMemory() as memory:
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2], memory.megabytes
+    return _measure_alternating({"run": fn}, repeats)["run"]
 
 
 def _measure_alternating(fns: dict, repeats: int) -> dict:

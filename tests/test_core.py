@@ -17,18 +17,7 @@ from ffnet.core import (
     is_reparameterized,
     reparameterize,
 )
-
-
-def randomize_bn(model: nn.Module) -> nn.Module:
-    """Non-trivial BN statistics and affine parameters, so folding is actually exercised."""
-    gen = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-    return model
+from helpers import randomize_bn
 
 
 def assert_folds_exactly(model: nn.Module, x: torch.Tensor) -> nn.Module:

@@ -31,20 +31,11 @@ import ffnet.classification  # noqa: E402,F401
 import ffnet.detection  # noqa: E402,F401
 from ffnet.core import reparameterize  # noqa: E402
 from ffnet.detection import FFNet, layer_id  # noqa: E402
+from helpers import randomize_bn  # noqa: E402
 
 CONFIG_DIR = Path(ffnet.detection.__file__).parent / "configs"
 CONFIGS = sorted(p for p in CONFIG_DIR.glob("*.py") if not p.name.startswith("_"))
 WIDTHS = {"ffnet_2": [88, 176, 352, 704], "ffnet_3": [96, 192, 384, 768], "ffnet_4": [128, 256, 512, 1024]}
-
-
-def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
 
 
 def authors_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -217,7 +208,7 @@ def test_backbone_loads_classification_checkpoint_unchanged(tmp_path, layout):
     the classification filter: the stage outputs equal the classifier's intermediates."""
     torch.manual_seed(0)
     classifier = timm.create_model("ffnet_2").eval()
-    randomize_bn(classifier)
+    randomize_bn(classifier, shift_std=0.1)
     ckpt = save_classifier(tmp_path / "ffnet_2.pth.tar", classifier, layout)
     backbone = FFNet("ffnet_2", out_norm=None, init_cfg=dict(type="Pretrained", checkpoint=str(ckpt))).eval()
     backbone.init_weights()
@@ -248,7 +239,7 @@ def test_backbone_outputs_norms_freezing_and_deploy(tmp_path):
 
     # deploy: a train-time checkpoint folds into the re-parameterized backbone, same outputs in eval mode
     train_time = FFNet("ffnet_2").eval()
-    randomize_bn(train_time)
+    randomize_bn(train_time, shift_std=0.1)
     torch.save({"state_dict": {f"backbone.{k}": v for k, v in train_time.state_dict().items()}}, tmp_path / "det.pth")
     deployed = FFNet("ffnet_2", deploy=True,
                      init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "det.pth"), prefix="backbone.")).eval()
@@ -454,7 +445,7 @@ def test_det_deploy_command_folds_a_trained_detector(tmp_path):
     init_default_scope("mmdet")
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).eval()
-    randomize_bn(model.backbone)
+    randomize_bn(model.backbone, shift_std=0.1)
     torch.save({"state_dict": model.state_dict()}, tmp_path / "trained.pth")
     main(["det", "deploy", str(tmp_path / "small.py"), str(tmp_path / "trained.pth"),
           "--out", str(tmp_path / "deployed.pth"), "--check-size", "64", "96"])
@@ -490,7 +481,7 @@ def test_deploy_and_benchmark_build_in_the_mmdet_scope_whatever_scope_is_current
     torch.manual_seed(0)
     model = build_from_config(cfg)
     assert isinstance(model.backbone, FFNet) and not model.training
-    randomize_bn(model.backbone)
+    randomize_bn(model.backbone, shift_std=0.1)
     torch.save({"state_dict": model.state_dict()}, tmp_path / "trained.pth")
     main(["det", "deploy", str(tmp_path / "small.py"), str(tmp_path / "trained.pth"),
           "--out", str(tmp_path / "deployed.pth"), "--check-size", "64", "64"])

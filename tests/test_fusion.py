@@ -17,7 +17,7 @@ from ffnet.core import (
     reparameterize,
 )
 from ffnet.core.fusion import CacheBlockedMixer
-from test_core import randomize_bn
+from helpers import randomize_bn
 
 
 def fused_pair(model: nn.Module) -> tuple[nn.Module, nn.Module]:

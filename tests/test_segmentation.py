@@ -26,6 +26,7 @@ import ffnet.classification  # noqa: E402
 import ffnet.segmentation  # noqa: E402
 from ffnet.core import is_reparameterized  # noqa: E402
 from ffnet.segmentation import FFNetHead, FFNetSeg, deploy_checkpoint, reparameterize_segmentor  # noqa: E402
+from helpers import randomize_bn  # noqa: E402
 
 CONFIG_DIR = Path(ffnet.segmentation.__file__).parent / "configs"
 CONFIGS = sorted(p for p in CONFIG_DIR.glob("*.py") if not p.name.startswith("_"))
@@ -55,12 +56,7 @@ def num_params(module: torch.nn.Module) -> int:
 def randomize(model: torch.nn.Module, seed: int = 0) -> None:
     """Random BN statistics/affine and LayerScale, so folding is tested away from the identity."""
     gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+    randomize_bn(model, seed, shift_std=0.1)
     for name, p in model.named_parameters():
         if name.endswith("layer_scale.gamma"):
             p.data.copy_(torch.rand(p.shape, generator=gen) + 0.5)

@@ -40,17 +40,7 @@ from ffnet.timeseries.model import (
 )
 from ffnet.timeseries.presets import preset_for
 from ffnet.timeseries.train import evaluate, load_checkpoint, paper_configs
-
-
-def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-    return model
+from helpers import randomize_bn
 
 
 # ------------------------------------------------------------------------------------------ model
