@@ -16,7 +16,6 @@ authors' ``*.pth.tar``) load into the Runner unchanged.
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,42 +27,23 @@ from mmengine.model import BaseModel
 from mmengine.registry import DATASETS, METRICS, MODELS
 from timm.data import ImageDataset, Mixup, create_transform
 from timm.loss import SoftTargetCrossEntropy
-from timm.models import clean_state_dict
 from torch import nn
 from torch.utils.data import Dataset
 
 import ffnet.classification  # noqa: F401  (registers ffnet_1..4 with timm)
+from ffnet.engine.checkpoints import load_weights
 
 _MODEL_PREFIX = "model."
 
 
 def read_state_dict(path: str | os.PathLike, use_ema: bool = False) -> dict[str, torch.Tensor]:
-    """The model weights stored in a checkpoint file, with ``module.`` prefixes removed.
+    """The model weights stored in a checkpoint file (weights-only; see ``ffnet.engine.checkpoints``).
 
     Understands timm checkpoints (``state_dict``, or ``state_dict_ema`` when ``use_ema``), DeiT /
     torchvision ones (``model``), mmengine ones (``state_dict``; with ``EMAHook`` this already holds
-    the EMA weights) and bare state dicts. Checkpoints are trusted local files: when the safe
-    (weights-only) unpickler refuses their extra metadata they are read with the full unpickler,
-    as mmengine and timm's resume do.
+    the EMA weights) and bare state dicts, with ``module.`` prefixes removed.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(checkpoint).__name__})")
-    keys = (["state_dict_ema", "model_ema"] if use_ema else []) + ["state_dict", "model"]
-    for key in keys:
-        if isinstance(checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
-            break
-    state_dict = clean_state_dict(checkpoint)
-    if not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise ValueError(f"{path}: found no tensor state dict under any of {keys} nor at the top level")
-    return state_dict
+    return load_weights(path, prefer_ema=use_ema)
 
 
 def create_timm_model(model_name: str, checkpoint: str | os.PathLike | None = None, use_ema: bool = False,

@@ -1,6 +1,6 @@
-"""``ffnet export``: a deployed (re-parameterized) timm classifier to ONNX, checked with onnxruntime.
+"""``ffnet classification export``: a deployed (re-parameterized) timm classifier to ONNX, checked with onnxruntime.
 
-    ffnet export ffnet_1 --out ffnet_1.onnx --checkpoint ffnet_1.pth.tar --img-size 256
+    ffnet classification export ffnet_1 --out ffnet_1.onnx --checkpoint ffnet_1.pth.tar --img-size 256
 
 The model is built with timm (``ffnet_1`` … ``ffnet_4`` or any timm name), the checkpoint is loaded
 through timm's loader (the model's checkpoint filter included), every re-parameterizable unit is
@@ -10,9 +10,10 @@ and the ONNX graph's outputs are compared with PyTorch's on the same random batc
 from __future__ import annotations
 
 import argparse
-import os
 import warnings
 from pathlib import Path
+
+from ffnet.engine.files import atomic_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,10 +64,8 @@ def export_onnx(model, out: Path, img_size: int, batch_size: int = 1, opset: int
         raise ValueError(f"the dynamo exporter writes opset 18 or later, got --opset {opset}: "
                          "use --exporter torchscript for older opsets")
     example = torch.randn(batch_size, 3, img_size, img_size)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}.onnx")
     names = dict(input_names=["images"], output_names=["logits"])
-    with torch.inference_mode():
+    with atomic_path(out) as tmp, torch.inference_mode():
         if exporter == "dynamo":
             dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
             program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset,
@@ -78,9 +77,8 @@ def export_onnx(model, out: Path, img_size: int, batch_size: int = 1, opset: int
                 warnings.simplefilter("ignore", DeprecationWarning)
                 torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset,
                                   dynamic_axes=dynamic_axes, **names)
-    written = max(entry.version for entry in onnx.load(str(tmp), load_external_data=False).opset_import
-                  if entry.domain in ("", "ai.onnx"))
-    os.replace(tmp, out)
+        written = max(entry.version for entry in onnx.load(str(tmp), load_external_data=False).opset_import
+                      if entry.domain in ("", "ai.onnx"))
     return exporter, written
 
 
@@ -105,8 +103,6 @@ def compare_with_onnxruntime(model, onnx_path: Path, img_size: int, batch_size: 
 def main(args: argparse.Namespace) -> int:
     if args.img_size < 32:
         raise ValueError(f"--img-size must be at least 32 (the models downsample by 32), got {args.img_size}")
-    if args.checkpoint is not None and not args.checkpoint.is_file():
-        raise FileNotFoundError(f"--checkpoint not found: {args.checkpoint}")
     model = build_deployed_model(args.model, args.checkpoint, args.ema, args.num_classes)
     exporter, opset = export_onnx(model, args.out, args.img_size, args.batch_size, args.opset, args.dynamic_batch,
                                   args.exporter)

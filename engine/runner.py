@@ -13,13 +13,18 @@ CUDA, ``--launcher pytorch`` runs DDP on CPU with gloo.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
+from ffnet.engine.checkpoints import allow_mmengine_checkpoints
+from ffnet.engine.errors import CheckpointError, ConfigError, UserError
+
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
+DOMAINS = ("classification", "detection", "segmentation", "superres", "pointcloud", "timeseries", "generation")
 _ATOMIC_BACKEND = "ffnet_atomic_local"
 
 
@@ -44,7 +49,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_test_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="config file path, or the name of a config shipped with ffnet")
-    parser.add_argument("checkpoint", help="checkpoint file to evaluate")
+    parser.add_argument("--checkpoint", help="checkpoint file to evaluate (ours, mmengine's, or the authors' release)")
+    parser.add_argument("legacy_checkpoint", nargs="?", help=argparse.SUPPRESS)
     _add_common_arguments(parser)
 
 
@@ -58,8 +64,6 @@ def resolve_config_path(config: str) -> Path:
     if path.is_file():
         return path
     from importlib.util import find_spec
-
-    from ffnet.main import DOMAINS
 
     wanted_domain = path.parent.name if path.parent != Path(".") else None
     shipped: list[str] = []
@@ -80,38 +84,68 @@ def parse_cfg_options(pairs: Sequence[str]) -> dict[str, Any]:
     from mmengine.config import DictAction
 
     for pair in pairs:
-        if "=" not in pair or pair.startswith("="):
-            raise ValueError(f"--cfg-options expects KEY=VALUE pairs, got {pair!r}")
+        if "=" not in pair or pair.lstrip(ADD_MARKER).startswith("="):
+            raise ConfigError(f"--cfg-options expects KEY=VALUE pairs, got {pair!r}")
     namespace = argparse.Namespace()
     DictAction(option_strings=["--cfg-options"], dest="options")(None, namespace, list(pairs))
     return dict(namespace.options)
 
 
-def check_cfg_options(cfg, options: dict[str, Any]) -> None:
-    """Raise if an override names a top-level key or an intermediate entry the config does not have.
+ADD_MARKER = "+"
 
-    A new leaf inside an existing dict is allowed (e.g. an extra keyword argument of a model).
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, dict):
+        return "dict"
+    return type(value).__name__
+
+
+def check_cfg_options(cfg, options: dict[str, Any]) -> dict[str, Any]:
+    """Check ``--cfg-options`` against the config down to the leaf; returns them without add markers.
+
+    Every dotted path must exist in the config and the new value must be of the same kind as the old
+    one (bool, number, string, list, dict; anything may replace ``None``). A key written with a leading
+    ``+`` (``+model.backbone.new_arg=1``) adds a new leaf on purpose: its parents must still exist.
     """
-    for key in options:
+    checked = {}
+    root = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg
+    for given, value in options.items():
+        adding = given.startswith(ADD_MARKER)
+        key = given[len(ADD_MARKER):] if adding else given
         parts = key.split(".")
-        if parts[0] not in cfg:
-            raise KeyError(f"--cfg-options {key}: the config has no top-level key {parts[0]!r}. Check the spelling; "
-                           f"its top-level keys are: {', '.join(sorted(cfg.keys()))}")
-        node, path = cfg[parts[0]], parts[0]
-        for part in parts[1:-1]:
+        node, path = root, ""
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = f"{path!r}" if path else "the config"
             if isinstance(node, dict):
                 if part not in node:
-                    raise KeyError(f"--cfg-options {key}: {path!r} has no key {part!r}; it has: "
-                                   f"{', '.join(map(str, node.keys()))}")
-                node = node[part]
+                    if last and adding:
+                        break
+                    known = ", ".join(map(str, node.keys()))
+                    hint = f" (to add a new key on purpose, write +{key}=...)" if last else ""
+                    raise ConfigError(f"--cfg-options {given}: {where} has no key {part!r}{hint}; it has: {known}")
+                child = node[part]
             elif isinstance(node, (list, tuple)):
                 if not part.isdigit() or int(part) >= len(node):
-                    raise KeyError(f"--cfg-options {key}: {path!r} is a list of {len(node)} entries; "
+                    raise ConfigError(f"--cfg-options {given}: {where} is a list of {len(node)} entries; "
                                    f"{part!r} is not an index into it")
-                node = node[int(part)]
+                child = node[int(part)]
             else:
-                raise KeyError(f"--cfg-options {key}: {path!r} is a {type(node).__name__}, not a dict")
-            path = f"{path}.{part}"
+                raise ConfigError(f"--cfg-options {given}: {where} is a {type(node).__name__}, not a dict")
+            if last and not adding and child is not None and _kind(child) != _kind(value):
+                raise ConfigError(f"--cfg-options {given}: {key!r} is a {_kind(child)} in the config "
+                                 f"({child!r}), not a {_kind(value)} ({value!r})")
+            node, path = child, f"{path}.{part}" if path else part
+        checked[key] = value
+    return checked
 
 
 def _warn_about_copied_variables(cfg, options: dict[str, Any]) -> None:
@@ -203,9 +237,12 @@ def load_config(args: argparse.Namespace):
 
     path = resolve_config_path(args.config)
     cfg = Config.fromfile(str(path))
+    if _is_pointcept_config(cfg):
+        raise UserError(f"{args.config} is a Pointcept-format config (data=dict(train=...)), which the mmengine "
+                        f"Runner cannot run; use: ffnet pointcloud train {args.config}")
     options = parse_cfg_options(args.cfg_options)
     if options:
-        check_cfg_options(cfg, options)
+        options = check_cfg_options(cfg, options)
         _warn_about_copied_variables(cfg, options)
         cfg.merge_from_dict(options)
     if args.work_dir is not None:
@@ -221,20 +258,59 @@ def load_config(args: argparse.Namespace):
     return cfg
 
 
-def build_runner(args: argparse.Namespace, mode: str = "train"):
-    """An mmengine Runner for ``ffnet train`` (``mode='train'``) or ``ffnet test`` (``mode='test'``)."""
-    from mmengine.runner import Runner
+def _unwrapped(model):
+    from mmengine.model import is_model_wrapper
 
-    from ffnet.checkpoints import allow_mmengine_checkpoints
+    return model.module if is_model_wrapper(model) else model
+
+
+def _check_fits(runner, path: str, what: str) -> None:
+    """Refuse (one line) a checkpoint for ``runner.model`` that is unreadable or does not fully fit it."""
+    from ffnet.engine.checkpoints import compare_state_dict, load_weights
+
+    model = _unwrapped(runner.model)
+    report = compare_state_dict(model.state_dict(), load_weights(path))
+    if not report.complete:
+        from ffnet.engine.checkpoints import describe_state_dict
+
+        raise CheckpointError(f"{path}: {what} does not fit the model of {runner.cfg.filename or 'the config'}: "
+                              f"{report.summary()}; the file looks like {describe_state_dict(load_weights(path))}")
+
+
+def load_into_runner(runner, path: str) -> str:
+    """Strictly load checkpoint ``path`` into ``runner.model``, converting a foreign layout; returns a report line."""
+    from ffnet.engine.checkpoints import load_state_dict, load_weights
+
+    model = _unwrapped(runner.model)
+    config = Path(runner.cfg.filename).name if runner.cfg.filename else "the config"
+    report = load_state_dict(model, load_weights(path), source=path, target=f"the model of {config}")
+    converted = f", converted from {report.converter}" if report.converter else ""
+    return f"loaded {path}: all {len(model.state_dict())} tensors of the model{converted}"
+
+
+def _is_pointcept_config(cfg) -> bool:
+    return "train_dataloader" not in cfg and isinstance(cfg.get("data"), dict) and "train" in cfg.data
+
+
+def build_runner(args: argparse.Namespace, mode: str = "train"):
+    """An mmengine Runner for ``ffnet train`` (``mode='train'``) or ``ffnet test`` (``mode='test'``).
+
+    ``ffnet test`` loads its checkpoint itself (strictly, converting the authors' layouts); the
+    Runner's own ``load_from`` stays empty.
+    """
+    from mmengine.runner import Runner
 
     cfg = load_config(args)
     allow_mmengine_checkpoints()
+    if mode not in ("train", "test"):
+        raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
+    resume_from = None
     if mode == "train":
         if args.amp:
             import torch
 
             if not torch.cuda.is_available():
-                raise RuntimeError("--amp needs a CUDA device (mmengine's AmpOptimWrapper); drop --amp on CPU")
+                raise UserError("--amp needs a CUDA device (mmengine's AmpOptimWrapper); drop --amp on CPU")
             wrapper = cfg.optim_wrapper
             if wrapper.get("type", "OptimWrapper") != "AmpOptimWrapper":
                 wrapper.type = "AmpOptimWrapper"
@@ -242,27 +318,44 @@ def build_runner(args: argparse.Namespace, mode: str = "train"):
         if args.auto_scale_lr:
             scale = cfg.get("auto_scale_lr")
             if not scale or "base_batch_size" not in scale:
-                raise KeyError("--auto-scale-lr needs auto_scale_lr = dict(base_batch_size=...) in the config")
+                raise UserError("--auto-scale-lr needs auto_scale_lr = dict(base_batch_size=...) in the config")
             scale.enable = True
         if args.resume == "auto":
+            from mmengine.runner import find_latest_checkpoint
+
             cfg.resume, cfg.load_from = True, None
+            resume_from = find_latest_checkpoint(cfg.work_dir) if Path(cfg.work_dir).is_dir() else None
         elif args.resume is not None:
             if not Path(args.resume).is_file():
                 raise FileNotFoundError(f"--resume checkpoint not found: {args.resume}")
             cfg.resume, cfg.load_from = True, args.resume
-    elif mode == "test":
-        if not Path(args.checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
-        cfg.load_from = args.checkpoint
-        cfg.resume = False
+            resume_from = args.resume
+        elif cfg.get("load_from"):
+            resume_from = cfg.load_from
     else:
-        raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
-    return Runner.from_cfg(cfg)
+        cfg.load_from, cfg.resume = None, False
+    runner = Runner.from_cfg(cfg)
+    if resume_from is not None:
+        _check_fits(runner, str(resume_from), "the checkpoint to resume" if cfg.resume else "load_from")
+    return runner
+
+
+def _holds_work_dir(args: argparse.Namespace) -> bool:
+    return args.launcher == "none" or os.environ.get("RANK", "0") == "0"
 
 
 def train(args: argparse.Namespace) -> None:
-    build_runner(args, "train").train()
+    from ffnet.engine.files import RunLock
+
+    cfg_work_dir = load_config(args).work_dir if _holds_work_dir(args) else None
+    with RunLock(cfg_work_dir) if cfg_work_dir else contextlib.nullcontext():
+        build_runner(args, "train").train()
 
 
 def test(args: argparse.Namespace) -> None:
-    build_runner(args, "test").test()
+    checkpoint = args.checkpoint or args.legacy_checkpoint
+    if checkpoint is None:
+        raise UserError("give the checkpoint to evaluate with --checkpoint FILE")
+    runner = build_runner(args, "test")
+    print(load_into_runner(runner, checkpoint), flush=True)
+    runner.test()
