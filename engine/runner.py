@@ -74,7 +74,8 @@ def resolve_config_path(config: str) -> Path:
         configs = Path(list(spec.submodule_search_locations)[0]) / "configs"
         if wanted_domain in (None, domain) and (configs / path.name).is_file():
             return configs / path.name
-        shipped += sorted(f"{domain}/{p.name}" for p in configs.glob("*.py") if not p.name.startswith("_"))
+        if domain != "pointcloud":  # Pointcept-format configs run with `ffnet pointcloud train`
+            shipped += sorted(f"{domain}/{p.name}" for p in configs.glob("*.py") if not p.name.startswith("_"))
     raise FileNotFoundError(f"config not found: {config}. Give a path to a config file, or one of the shipped "
                             f"configs: {', '.join(shipped) or 'none'}")
 

@@ -1,6 +1,9 @@
 """Helpers shared by several test files (import as ``from helpers import ...``; pytest puts tests/ on the path)."""
 from __future__ import annotations
 
+import pathlib
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -25,3 +28,19 @@ def randomize_bn(model: nn.Module, seed: int = 0, shift_std: float | None = None
             m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
             m.bias.data.copy_(shift(m.num_features))
     return model
+
+
+class _Planted:
+    """Unpickling this creates ``marker``: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def write_malicious_checkpoint(path: Path, marker: Path) -> Path:
+    """A checkpoint whose state dict looks ordinary but whose unpickling creates ``marker``."""
+    torch.save({"state_dict": {"weight": torch.zeros(2)}, "meta": _Planted(marker)}, path)
+    return path

@@ -1,4 +1,5 @@
-"""The ``ffnet`` command: help, info, the classification benchmark (quick mode) and the engine's config checks."""
+"""The ``ffnet`` command: grammar, aliases, one-line errors, info, the classification benchmark (quick mode)
+and the Runner launch's config checks."""
 from __future__ import annotations
 
 import argparse
@@ -12,11 +13,54 @@ import torch
 from ffnet.main import main
 
 
-def test_help_lists_the_commands():
-    result = subprocess.run([sys.executable, "-m", "ffnet", "--help"], capture_output=True, text=True, timeout=120)
+DOMAIN_PACKAGES = ("classification", "detection", "segmentation", "superres", "pointcloud", "timeseries", "generation")
+
+
+def test_help_lists_the_groups_without_importing_any_domain():
+    code = ("import sys; from ffnet.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('IMPORTED', sorted({m.split('.')[1] for m in sys.modules if m.startswith('ffnet.') "
+            "and m.split('.')[1] in " + repr(DOMAIN_PACKAGES) + "} | {m for m in sys.modules if m in "
+            "('mmengine', 'mmdet', 'mmseg', 'diffusers', 'pandas')}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    for command in ("info", "train", "test", "bench", "tables", "export"):
+    for command in ("info", "train", "test", "tables", *DOMAIN_PACKAGES, "pointcept"):
         assert command in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "IMPORTED []"
+
+
+@pytest.mark.parametrize("old, new", [
+    (["ts", "train"], ["timeseries", "train"]), (["ts", "bench"], ["timeseries", "grid"]),
+    (["bench", "timeseries"], ["timeseries", "bench"]), (["sr", "upscale"], ["superres", "upscale"]),
+    (["gen", "convert-udit"], ["generation", "convert"]), (["det", "deploy"], ["detection", "export"]),
+    (["export", "ffnet_1"], ["classification", "export", "ffnet_1"]), (["pc", "predict"], ["pointcloud", "predict"]),
+])
+def test_old_spellings_are_deprecated_aliases(old, new):
+    from ffnet.main import resolve_aliases
+
+    argv, notice = resolve_aliases([*old, "--x"])
+    assert argv == [*new, "--x"]
+    assert notice.startswith("ffnet: 'ffnet ") and "is deprecated; use 'ffnet " in notice
+    assert resolve_aliases(["timeseries", "train"]) == (["timeseries", "train"], None)
+
+
+def test_user_errors_are_one_line_with_exit_2_and_debug_shows_the_traceback(tmp_path, capsys):
+    missing = tmp_path / "nothing.pth"
+    assert main(["test", "ffnet_1_8xb128_in1k.py", "--checkpoint", str(missing), "--work-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ffnet test: error:") and str(missing) in err[0]
+    assert main(["test", "no_such_config.py", "--checkpoint", str(missing)]) == 2
+    assert capsys.readouterr().err.startswith("ffnet test: error: config not found: no_such_config.py")
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "test", "no_such_config.py", "--checkpoint", str(missing)])
+
+
+def test_train_refuses_a_pointcept_config_and_does_not_list_them(capsys):
+    assert main(["train", "scannet-ffnet.py"]) == 2
+    err = capsys.readouterr().err
+    assert "Pointcept-format config" in err and "ffnet pointcloud train scannet-ffnet.py" in err
+    assert main(["train", "no_such.py"]) == 2
+    listed = capsys.readouterr().err
+    assert "classification/ffnet_1_8xb128_in1k.py" in listed and "scannet" not in listed
 
 
 def test_generic_commands_do_not_import_the_domains():
@@ -40,7 +84,7 @@ def test_info_prints_versions_and_backends(capsys):
 
 def test_quick_classification_bench_writes_table_csv_and_plot(tmp_path, capsys):
     pytest.importorskip("fvcore")
-    main(["bench", "classification", "--models", "ffnet_1", "convnext_tiny", "--batch-sizes", "1", "--rounds", "1",
+    main(["classification", "bench", "--models", "ffnet_1", "convnext_tiny", "--batch-sizes", "1", "--rounds", "1",
           "--quick", "--out-dir", str(tmp_path)])
     for suffix in ("md", "csv", "png"):
         assert (tmp_path / f"classification.{suffix}").stat().st_size > 0
@@ -54,7 +98,7 @@ def test_quick_classification_bench_writes_table_csv_and_plot(tmp_path, capsys):
 
 
 def engine_args(*argv: str) -> argparse.Namespace:
-    from ffnet.engine import add_train_arguments
+    from ffnet.engine.runner import add_train_arguments
 
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
@@ -62,8 +106,7 @@ def engine_args(*argv: str) -> argparse.Namespace:
 
 
 def test_cfg_options_must_name_existing_keys():
-    pytest.importorskip("mmengine")
-    from ffnet.engine import load_config
+    from ffnet.engine.runner import load_config
 
     cfg = load_config(engine_args("ffnet_1_8xb128_in1k.py", "--cfg-options", "model.model.drop_path_rate=0.2",
                                   "train_dataloader.batch_size=64", "param_scheduler.1.eta_min=0.0"))
@@ -80,15 +123,51 @@ def test_cfg_options_must_name_existing_keys():
         load_config(engine_args("no_such_config.py"))
 
 
+@pytest.mark.parametrize("option, message", [
+    ("default_hooks.checkpoint.intervl=5", "'default_hooks.checkpoint' has no key 'intervl' .*write "
+                                           r"\+default_hooks.checkpoint.intervl"),
+    ("train_dataloader.batchsize=64", "'train_dataloader' has no key 'batchsize'"),
+    ("optim_wrapper.optimizer.lrr=0.1", "'optim_wrapper.optimizer' has no key 'lrr'"),
+    ("train_dataloader.batch_size=big", "'train_dataloader.batch_size' is a number in the config .*not a string"),
+    ("model.model.drop_path_rate=[1,2]", "is a number in the config .*not a list"),
+])
+def test_cfg_options_checked_to_the_leaf_before_the_runner_starts(option, message):
+    from ffnet.engine.errors import ConfigError
+    from ffnet.engine.runner import load_config
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(engine_args("ffnet_1_8xb128_in1k.py", "--cfg-options", option))
+
+
+def test_cfg_options_plus_adds_a_key_on_purpose():
+    from ffnet.engine.runner import load_config
+
+    cfg = load_config(engine_args("ffnet_1_8xb128_in1k.py", "--cfg-options", "+model.model.new_flag=True",
+                                  "default_hooks.checkpoint.interval=5"))
+    assert cfg.model.model.new_flag is True and cfg.default_hooks.checkpoint.interval == 5
+
+
+def test_a_second_training_run_on_a_held_work_dir_is_refused(tmp_path, capsys):
+    from ffnet.engine.files import RunLock
+
+    with RunLock(tmp_path / "work"):
+        code = ("import sys; from ffnet.main import main; sys.exit(main(['train', 'ffnet_1_8xb128_in1k.py', "
+                f"'--work-dir', {str(tmp_path / 'work')!r}]))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("ffnet train: error:")
+    assert "is in use by another run (pid" in result.stderr
+
+
 def test_amp_and_resume_errors_are_clear(tmp_path):
-    pytest.importorskip("mmengine")
-    from ffnet.engine import build_runner
+    from ffnet.engine.errors import UserError
+    from ffnet.engine.runner import build_runner
 
     with pytest.raises(FileNotFoundError, match="--resume checkpoint not found"):
         build_runner(engine_args("ffnet_1_8xb128_in1k.py", "--work-dir", str(tmp_path), "--resume",
                                  str(tmp_path / "missing.pth")))
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="--amp needs a CUDA device"):
+        with pytest.raises(UserError, match="--amp needs a CUDA device"):
             build_runner(engine_args("ffnet_1_8xb128_in1k.py", "--work-dir", str(tmp_path), "--amp"))
 
 
@@ -97,7 +176,7 @@ def test_runner_checkpoints_load_weights_only_and_foreign_globals_are_refused(tm
     from mmengine.optim.scheduler.param_scheduler import OneCycleParamScheduler
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    from ffnet.checkpoints import allow_mmengine_checkpoints
+    from ffnet.engine.checkpoints import allow_mmengine_checkpoints
 
     allow_mmengine_checkpoints()
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import ast
 import configparser
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -21,24 +20,9 @@ from ffnet.engine.checkpoints import (CheckpointError, load_file, load_state_dic
 from ffnet.engine.errors import RunFolderBusy
 from ffnet.engine.files import TEMP_SUFFIX, RunLock, atomic_path, remove_stale_temporaries, save_atomic, write_atomic
 from ffnet.engine.lazy import lazy_exports
+from helpers import write_malicious_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class _Planted:
-    """Unpickling this creates ``marker``: what a malicious checkpoint would do."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return pathlib.Path.touch, (pathlib.Path(self.marker),)
-
-
-def write_malicious_checkpoint(path: Path, marker: Path) -> Path:
-    """A checkpoint whose state dict looks ordinary but whose unpickling creates ``marker``."""
-    torch.save({"state_dict": {"weight": torch.zeros(2)}, "meta": _Planted(marker)}, path)
-    return path
 
 
 def test_malicious_checkpoint_refused_in_one_line_without_running(tmp_path):
