@@ -86,7 +86,7 @@ def _add_model_prefix(module, state_dict, prefix, local_metadata, strict, missin
 
 
 class _Distillation:
-    """DeiT distillation through the student's single head (spec §5.2).
+    """DeiT distillation through the student's single head (the authors' DeiT distillation recipe).
 
     ``loss = (1 - alpha) * base_loss + alpha * distill_loss`` with ``distill_loss`` the cross-entropy
     to the teacher's argmax (``kind='hard'``) or the temperature-``tau`` KL divergence (``'soft'``).

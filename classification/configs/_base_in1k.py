@@ -1,4 +1,4 @@
-# ImageNet-1k recipe shared by the FFNet configs (spec §5.1: the authors' timm train.py as launched).
+# ImageNet-1k recipe shared by the FFNet configs (the authors' ImageNet recipe: the authors' timm train.py as launched).
 # Model-specific files set the model name, drop-path, mixup alpha and eval crop.
 #
 # Paths come from environment variables, read when the config is parsed:

@@ -1,4 +1,4 @@
-# FFNet-1 with DeiT hard distillation from a RegNetY-16GF teacher (spec §5.2; README:
+# FFNet-1 with DeiT hard distillation from a RegNetY-16GF teacher (the authors' DeiT distillation recipe; README:
 # --distillation-type hard --drop-path 0.02; the README omits --mixup, so mixup is the default 0.8).
 # Paper: 82.1 top-1. Single head: loss = 0.5 * soft-target CE + 0.5 * CE(student, argmax teacher).
 #

@@ -1,4 +1,4 @@
-# FFNet-1 on ImageNet-1k at 256x256, 8 GPUs x 128 (spec §5.1; README: --drop-path 0.1 --mixup 0.2).
+# FFNet-1 on ImageNet-1k at 256x256, 8 GPUs x 128 (the authors' ImageNet recipe; README: --drop-path 0.1 --mixup 0.2).
 # Paper: 81.3 top-1, 13.7M params (deployed), 2.9 GMACs.
 _base_ = ['./_base_in1k.py']
 

@@ -1,4 +1,4 @@
-# FFNet-2 on ImageNet-1k at 256x256, 8 GPUs x 128 (spec §5.1; README: --drop-path 0.15 --mixup 0.2).
+# FFNet-2 on ImageNet-1k at 256x256, 8 GPUs x 128 (the authors' ImageNet recipe; README: --drop-path 0.15 --mixup 0.2).
 # Paper: 82.9 top-1, 26.9M params (deployed), 6.0 GMACs.
 _base_ = ['./_base_in1k.py']
 

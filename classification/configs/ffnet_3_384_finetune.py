@@ -1,4 +1,4 @@
-# FFNet-3 fine-tuned at 384x384 from a 256x256 ImageNet-1k checkpoint (spec §5.3; paper: 84.5 top-1, 22.8 GMACs).
+# FFNet-3 fine-tuned at 384x384 from a 256x256 ImageNet-1k checkpoint (the authors' 384 fine-tune recipe; paper: 84.5 top-1, 22.8 GMACs).
 # 8 GPUs x 64, 30 epochs, constant lr 5e-6 (no warm-up, no schedule), weight decay 1e-8,
 # drop-path 0.4; other augmentation as in pre-training (mixup 0.8). Like timm's --finetune, only
 # the weights are loaded (no optimizer state) and the EMA restarts from them; evaluation resizes

@@ -1,4 +1,4 @@
-# FFNet-3 on ImageNet-1k at 256x256, 8 GPUs x 128 (spec §5.1; README: --drop-path 0.35, default mixup 0.8).
+# FFNet-3 on ImageNet-1k at 256x256, 8 GPUs x 128 (the authors' ImageNet recipe; README: --drop-path 0.35, default mixup 0.8).
 # Paper: 83.9 top-1, 48.3M params (deployed), 10.1 GMACs.
 _base_ = ['./_base_in1k.py']
 

@@ -1,5 +1,5 @@
 # Cascade Mask R-CNN with FPN on an FFNet backbone, COCO, 3x schedule with multi-scale training
-# (spec §6: the authors' mmdet 2.28 configs, written for mmdet 3.x). The FFNet-2/3/4 configs set the
+# (the authors' detection configs: the authors' mmdet 2.28 configs, written for mmdet 3.x). The FFNet-2/3/4 configs set the
 # backbone variant, its drop path and its ImageNet checkpoint.
 #
 # Data: COCO 2017 in mmdet's layout under data_root (annotations/instances_{train,val}2017.json,

@@ -1,5 +1,5 @@
 # FFNet-2 Cascade Mask R-CNN, COCO 3x multi-scale (paper: 51.8 AP box / 44.9 AP mask).
-# Backbone from the distilled ImageNet checkpoint, drop path 0.35 (spec §6.2).
+# Backbone from the distilled ImageNet checkpoint, drop path 0.35 (the authors' detection configs).
 _base_ = ['./_cascade-mask-rcnn_ffnet_fpn_4conv1fc-giou_ms-crop-3x_coco.py']
 
 model = dict(

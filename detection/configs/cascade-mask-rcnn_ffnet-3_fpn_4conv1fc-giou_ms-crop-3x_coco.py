@@ -1,6 +1,6 @@
 # FFNet-3 Cascade Mask R-CNN, COCO 3x multi-scale (paper: 52.8 AP box / 45.6 AP mask).
 # Backbone from the distilled ImageNet checkpoint, drop path 0.6; LayerScale built at 1.0 as in the
-# authors' config (the checkpoint overwrites it) (spec §6.2).
+# authors' config (the checkpoint overwrites it) (the authors' detection configs).
 _base_ = ['./_cascade-mask-rcnn_ffnet_fpn_4conv1fc-giou_ms-crop-3x_coco.py']
 
 model = dict(

@@ -1,6 +1,6 @@
 # FFNet-4 Cascade Mask R-CNN, COCO 3x multi-scale (paper: 53.4 AP box / 45.9 AP mask).
 # Backbone from the 384-fine-tuned ImageNet checkpoint, drop path 0.6, LayerScale built at 1.0, and an
-# exponential-momentum EMA of the weights (the authors' ExpMomentumEMAHook, momentum 1e-4) (spec §6.2-6.3).
+# exponential-momentum EMA of the weights (the authors' ExpMomentumEMAHook, momentum 1e-4) (the authors' detection configs and hooks).
 _base_ = ['./_cascade-mask-rcnn_ffnet_fpn_4conv1fc-giou_ms-crop-3x_coco.py']
 
 model = dict(

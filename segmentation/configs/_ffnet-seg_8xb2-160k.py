@@ -1,5 +1,5 @@
 # FFNet-seg (system-level segmentor): model, optimizer and 160k schedule shared by the ADE20K and Cityscapes
-# configs, which add the dataset (spec §7.2; the authors trained it in the SegNeXt codebase).
+# configs, which add the dataset (the authors' FFNet-seg configs; the authors trained it in the SegNeXt codebase).
 _base_ = ['mmseg::_base_/default_runtime.py']
 custom_imports = dict(imports=['ffnet.segmentation'], allow_failed_imports=False)
 
@@ -42,7 +42,7 @@ model = dict(
     test_cfg=dict(mode='whole'))
 
 # AdamW lr 6e-5: decode head x10 lr. The 'norm' key (decay_mult 0) matches no FFNet-seg parameter (its BNs are
-# named 'bn'), so BatchNorm weights are decayed, as in the authors' runs (spec §8.12).
+# named 'bn'), so BatchNorm weights are decayed, as in the authors' runs (as in the authors' configs).
 max_iters = 160000
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -1,4 +1,4 @@
-# UperNet on an FFNet-1..4 backbone, ADE20K 512x512, 160k iterations (spec §7.1: the authors' mmseg 0.27
+# UperNet on an FFNet-1..4 backbone, ADE20K 512x512, 160k iterations (the authors' UperNet configs: the authors' mmseg 0.27
 # configs, written for mmseg 1.x). The FFNet-2/3/4 configs set the variant, drop path, checkpoint and lr decay.
 #
 # Data: ADEChallengeData2016 (images/{training,validation}, annotations/{training,validation}) under

@@ -1,5 +1,5 @@
 # UperNet + FFNet-2, ADE20K 512x512 160k (paper: 47.1 mIoU single-scale). Distilled ImageNet checkpoint,
-# drop path 0.2, no layer-wise decay (decay rate 1.0 over 9 layers) (spec §7.1).
+# drop path 0.2, no layer-wise decay (decay rate 1.0 over 9 layers) (the authors' UperNet configs).
 _base_ = ['./_ffnet_upernet_8xb2-160k_ade20k-512x512.py']
 
 model = dict(

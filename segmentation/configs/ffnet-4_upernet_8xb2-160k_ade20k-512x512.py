@@ -1,5 +1,5 @@
 # UperNet + FFNet-4, ADE20K 512x512 160k (paper: 50.7 mIoU single-scale). 384-fine-tuned ImageNet checkpoint,
-# drop path 0.3, LayerScale built at 1.0 (overwritten by the checkpoint), layer decay 0.9 over 12 layers (spec §7.1).
+# drop path 0.3, LayerScale built at 1.0 (overwritten by the checkpoint), layer decay 0.9 over 12 layers (the authors' UperNet configs).
 _base_ = ['./_ffnet_upernet_8xb2-160k_ade20k-512x512.py']
 
 model = dict(

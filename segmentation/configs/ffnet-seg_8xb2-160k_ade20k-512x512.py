@@ -1,5 +1,5 @@
 # FFNet-seg (system-level segmentor), ADE20K 512x512, 160k iterations (paper: 50.1 mIoU single-scale, 68M
-# params) (spec §7.2): head depth 3, FFN expansion 4, head drop path 0.1, backbone drop path 0.3.
+# params) (the authors' FFNet-seg configs): head depth 3, FFN expansion 4, head drop path 0.1, backbone drop path 0.3.
 #
 # Data: ADEChallengeData2016 under data_root; set ADE20K_ROOT or override the dataloaders' data_root.
 # The authors wrap the training set in RepeatDataset(times=50), which only changed mmseg 0.x's epoch

@@ -1,8 +1,8 @@
 # FFNet-seg (system-level segmentor), Cityscapes 1024x1024 crops, 160k iterations (paper: 83.2 mIoU
-# single-scale) (spec §7.2). Differences from ADE20K: head depth 5 with FFN expansion 1 and no head drop path,
+# single-scale) (the authors' FFNet-seg configs). Differences from ADE20K: head depth 5 with FFN expansion 1 and no head drop path,
 # backbone drop path 0.35, weight decay 0.02, 19 classes, sliding-window test (1024x1024, stride 768).
 #
-# The authors' config names the backbone 'ffnet_seg_3', which their code never registers (spec §8.10); it
+# The authors' config names the backbone 'ffnet_seg_3', which their code never registers (a quirk of the authors' config); it
 # is the one FFNet-seg backbone here. Data: Cityscapes (leftImg8bit/, gtFine/ with *_labelTrainIds.png)
 # under data_root; set CITYSCAPES_ROOT or override the dataloaders' data_root.
 _base_ = ['./_ffnet-seg_8xb2-160k.py', 'mmseg::_base_/datasets/cityscapes_1024x1024.py']
