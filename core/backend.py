@@ -2,7 +2,9 @@
 
 The FFNet block is written once; what changes between domains is the operator family:
 
-* ``spatial_dims=1``: dense ``Conv1d`` on ``(B, C, L)`` (time series);
+* ``spatial_dims=1``: dense ``Conv1d`` on ``(B, C, L)`` (time series); depthwise stride-1 convs are
+  :class:`~ffnet.core.conv1d.DepthwiseConv1d` and 1x1 convs :class:`~ffnet.core.conv1d.PointwiseConv1d`
+  (the same ``Conv1d``, computed as matrix products on CPU, where oneDNN's backward is slow);
 * ``spatial_dims=2``: dense ``Conv2d`` on ``(B, C, H, W)`` (images, SR, diffusion);
 * ``spatial_dims=3``: submanifold sparse conv on :class:`~ffnet.core.sparse.SparseTensor`
   (point clouds), where point-wise layers act on the ``(N, C)`` feature matrix.
@@ -15,6 +17,8 @@ from typing import Sequence, Union
 
 import torch
 from torch import nn
+
+from ffnet.core.conv1d import DepthwiseConv1d, PointwiseConv1d
 
 KernelSize = Union[int, Sequence[int]]
 SPATIAL_DIMS = (1, 2, 3)
@@ -59,6 +63,8 @@ def conv(
         return SubMConv3d(in_channels, out_channels, kernel_size, groups=groups, bias=bias)
     kernel = as_tuple(kernel_size, spatial_dims)
     conv_cls = nn.Conv1d if spatial_dims == 1 else nn.Conv2d
+    if spatial_dims == 1 and groups == in_channels == out_channels and as_tuple(stride, 1) == (1,):
+        conv_cls = DepthwiseConv1d
     return conv_cls(
         in_channels,
         out_channels,
@@ -75,7 +81,7 @@ def pointwise(spatial_dims: int, in_channels: int, out_channels: int, bias: bool
     check_spatial_dims(spatial_dims)
     if spatial_dims == 3:
         return FeatureWise(nn.Linear(in_channels, out_channels, bias=bias))
-    conv_cls = nn.Conv1d if spatial_dims == 1 else nn.Conv2d
+    conv_cls = PointwiseConv1d if spatial_dims == 1 else nn.Conv2d
     return conv_cls(in_channels, out_channels, 1, bias=bias)
 
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ffnet.core import FFNetBlock, MetaMixer, conv_unit, ffnified_attention, reparameterize
+from ffnet.core.conv1d import PointwiseConv1d
 
 
 @dataclass(frozen=True)
@@ -163,10 +164,10 @@ class CrossVariableFFN(nn.Module):
         self.num_variables = num_variables
         self.hidden_variables = ratio * num_variables
         channels = num_variables * dim
-        self.fc1 = nn.Conv1d(channels, ratio * channels, 1, groups=dim)
+        self.fc1 = PointwiseConv1d(channels, ratio * channels, 1, groups=dim)
         self.drop1 = nn.Dropout(dropout)
         self.act = nn.GELU()
-        self.fc2 = nn.Conv1d(ratio * channels, channels, 1, groups=num_variables)
+        self.fc2 = PointwiseConv1d(ratio * channels, channels, 1, groups=num_variables)
         self.drop2 = nn.Dropout(output_dropout)
         self.norm = VariableBatchNorm(dim)
 
@@ -189,7 +190,7 @@ class ChannelFFNOutput(nn.Module):
     def __init__(self, num_variables: int, dim: int, hidden: int, dropout: float = 0.15):
         super().__init__()
         self.num_variables = num_variables
-        self.fc2 = nn.Conv1d(num_variables * hidden, num_variables * dim, 1, groups=dim)
+        self.fc2 = PointwiseConv1d(num_variables * hidden, num_variables * dim, 1, groups=dim)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -228,7 +229,7 @@ def channel_mixer(config: FFNetTSConfig) -> MetaMixer:
     ))
     return MetaMixer(
         query_proj=query,
-        compat=nn.Conv1d(m * d, m * hidden, 1, groups=m),
+        compat=PointwiseConv1d(m * d, m * hidden, 1, groups=m),
         activation=nn.Sequential(nn.Dropout(config.dropout), nn.GELU()),
         aggregate=ChannelFFNOutput(m, d, hidden, config.output_dropout),
     )
