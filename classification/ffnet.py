@@ -689,3 +689,94 @@ def ffnet_3(pretrained: bool = False, **kwargs: Any) -> FFNet:
 def ffnet_4(pretrained: bool = False, **kwargs: Any) -> FFNet:
     """FFNet-4: widths 128-1024, depths 4-4-27-3, LayerScale 1e-6; 79.20M deployed params."""
     return create_ffnet("ffnet_4", pretrained, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The authors' ImageNet layout for ffnet.engine.checkpoints (registered by ``ffnet.classification``)
+
+AUTHORS_LAYOUT = "the authors' ImageNet layout (ysj9909/FFNet models/ffnet.py)"
+
+
+def is_authors_layout(state: Mapping[str, torch.Tensor]) -> bool:
+    """True for a classifier state dict in the authors' key layout (stem ``patch_embed.0``/``.2``)."""
+    stem = {k.split(".")[1] for k in state if k.startswith("patch_embed.")}
+    return bool(stem) and stem <= {"0", "2"} and any(k.startswith("stages.") for k in state)
+
+
+def authors_to_own(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The authors' train-time or fused keys in this module's layout; keys it does not know pass unchanged.
+
+    LayerScale ``(C, 1, 1)`` becomes ``(C,)``. Also maps the authors' mmdet/mmseg backbone (whose
+    output norms ``norm0`` … ``norm3`` keep their names).
+    """
+    converted = {}
+    for key, value in state.items():
+        try:
+            new_key = _authors_key(key)
+        except ValueError:
+            converted[key] = value
+            continue
+        converted[new_key] = value.reshape(-1) if new_key.endswith("layer_scale.gamma") else value
+    return converted
+
+
+_OWN_UNITS = ((r"main\.conv\.", "conv.c."), (r"main\.bn\.", "conv.bn."), (r"branches\.0\.conv\.", "conv1.c."),
+              (r"branches\.0\.bn\.", "conv1.bn."), (r"conv\.", "c."), (r"bn\.", "bn."))
+_OWN_BLOCK_PARTS = {("token", "query_proj"): "token_mixer.0.main.fc.", ("token", "compat"): "token_mixer.0.main.conv1.",
+                    ("token", "aggregate"): "token_mixer.0.main.conv2.", ("channel", "query_proj"): "channel_mixer.main.conv.",
+                    ("channel", "compat"): "channel_mixer.main.fc1.", ("channel", "aggregate"): "channel_mixer.main.fc2."}
+
+
+def _own_unit(suffix: str) -> str:
+    for pattern, replacement in _OWN_UNITS:
+        if re.match(pattern, suffix):
+            return replacement + suffix[len(re.match(pattern, suffix)[0]):]
+    return suffix  # bare weight/bias of a plain or fused conv
+
+
+def _own_key_to_authors(key: str) -> str:
+    match = re.fullmatch(r"stem\.conv([12])\.(.+)", key)
+    if match:
+        return f"patch_embed.{0 if match[1] == '1' else 2}." + _own_unit(match[2])
+    match = re.fullmatch(r"stages\.(\d+)\.downsample\.(conv|proj)\.(.+)", key)
+    if match:
+        if match[2] == "conv":
+            return f"stages.{match[1]}.0.proj.0." + _own_unit(match[3])
+        return f"stages.{match[1]}.0.proj.1." + (match[3] if match[3] in ("weight", "bias") else "conv." + _own_unit(match[3]))
+    match = re.fullmatch(r"stages\.(\d+)\.blocks\.(\d+)\.(token|channel)_mixer\.(.+)", key)
+    if match:
+        stage, block, mixer, rest = int(match[1]), int(match[2]), match[3], match[4]
+        head = f"stages.{stage}.{block + 1 if stage > 0 else block}."
+        if rest == "layer_scale.gamma":
+            return head + ("token_mixer.0.layer_scale" if mixer == "token" else "channel_mixer.layer_scale")
+        part = re.fullmatch(r"mixer\.(query_proj|compat|aggregate)\.(.+)", rest)
+        if part:
+            return head + _OWN_BLOCK_PARTS[(mixer, part[1])] + _own_unit(part[2])
+    return key
+
+
+def own_to_authors(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Inverse of :func:`authors_to_own`: this module's keys (classifier or mm backbone) in the authors' layout."""
+    converted = {}
+    for key, value in state.items():
+        new_key = _own_key_to_authors(key)
+        converted[new_key] = value.reshape(-1, 1, 1) if new_key.endswith("layer_scale") else value
+    return converted
+
+
+def describe_checkpoint(state: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """``'ffnet_2 (train-time)'`` for an FFNet classifier state dict (ours or the authors'), else ``None``."""
+    if is_authors_layout(state):
+        state = authors_to_own(state)
+    stem_key = next((k for k in ("stem.conv1.conv.weight", "stem.conv1.weight") if k in state), None)
+    if stem_key is None or any(k.startswith("norm0.") for k in state):
+        return None
+    num_classes = state["head.weight"].shape[0] if "head.weight" in state else 0
+    stem_width = next((v.shape[0] for k, v in state.items() if k.startswith("stem.conv2.") and v.ndim == 4), None)
+    signature = _signature(state)
+    for name in VARIANTS:  # only the variants whose first width matches are built (on the meta device)
+        if _arch_args(name)["widths"][0] == stem_width:
+            form = _match_form(signature, _form_signatures(_arch_args(name), num_classes, state[stem_key].shape[1]))
+            if form is not None:
+                return f"{name} ({_FORM_NAMES[form]})"
+    return None
