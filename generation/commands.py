@@ -1,4 +1,7 @@
-"""``ffnet gen ...``: train, extract latents, sample image grids, FID/IS, convert official U-DiT weights."""
+"""``ffnet generation ...``: train, extract latents, sample image grids, FID/IS, convert official U-DiT weights.
+
+(``bench`` is added by the CLI from :mod:`ffnet.generation.benchmark`.)
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,27 +9,23 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    gen = subparsers.add_parser("gen", help="class-conditional latent diffusion with U-DiT / U-FFNet backbones")
-    commands = gen.add_subparsers(dest="gen_command", required=True)
+    from ffnet.engine.runner import add_train_arguments
 
-    train = commands.add_parser("train", help="train with the mmengine Runner (DDP: torchrun ... --launcher pytorch)")
-    train.add_argument("config", help="config file or shipped name (udit_b, uffnet_b, uffnet_b_plain, ...)")
-    train.add_argument("--work-dir", required=True, help="logs and checkpoints go here")
+    group = subparsers.add_parser("generation", help="class-conditional latent diffusion with U-DiT / U-FFNet "
+                                                     "backbones")
+    verbs = group.add_subparsers(dest="verb", required=True)
+
+    train = verbs.add_parser("train", help="train with the mmengine Runner (DDP: torchrun ... --launcher pytorch)")
+    add_train_arguments(train)
     data = train.add_mutually_exclusive_group()
     data.add_argument("--data", help="image folder in ImageNet layout root/<class>/<image>")
-    data.add_argument("--latents", help="folder written by `ffnet gen extract-latents`")
+    data.add_argument("--latents", help="folder written by `ffnet generation extract-latents`")
     train.add_argument("--vae", help="local diffusers AutoencoderKL folder (needed with --data)")
-    train.add_argument("--resume", nargs="?", const=True, default=False,
-                       help="resume from the latest checkpoint of --work-dir, or from the given checkpoint")
-    train.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
-    train.add_argument("--amp", action="store_true", help="mixed precision (mmengine AmpOptimWrapper; needs CUDA)")
     train.add_argument("--max-iters", type=int)
     train.add_argument("--batch-size", type=int, help="per-process batch size")
-    train.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
-                       help="override config entries, e.g. train_dataloader.num_workers=4")
     train.set_defaults(func=_train)
 
-    extract = commands.add_parser("extract-latents", help="encode an image folder once with the VAE, for --latents")
+    extract = verbs.add_parser("extract-latents", help="encode an image folder once with the VAE, for --latents")
     extract.add_argument("--data", required=True, help="image folder in ImageNet layout")
     extract.add_argument("--vae", required=True, help="local diffusers AutoencoderKL folder")
     extract.add_argument("--out", required=True, help="output folder")
@@ -34,17 +33,17 @@ def register(subparsers) -> None:
     extract.add_argument("--batch-size", type=int, default=32)
     extract.add_argument("--no-hflip", action="store_true", help="do not also store the flipped images' latents")
     extract.add_argument("--num-workers", type=int, default=4)
-    extract.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    _add_device(extract)
     extract.set_defaults(func=_extract)
 
-    sample = commands.add_parser("sample", help="write a grid of class-conditional samples")
+    sample = verbs.add_parser("sample", help="write a grid of class-conditional samples")
     _add_sampling_arguments(sample)
     sample.add_argument("--classes", type=int, nargs="+", required=True, help="class ids, one grid row each")
     sample.add_argument("--num", type=int, default=8, help="samples per class")
     sample.add_argument("--out", required=True, help="PNG path")
     sample.set_defaults(func=_sample)
 
-    fid = commands.add_parser("fid", help="sample N images and compute FID and IS against a reference folder")
+    fid = verbs.add_parser("fid", help="sample N images and compute FID and IS against a reference folder")
     _add_sampling_arguments(fid)
     fid.add_argument("--ref", required=True, help="reference image folder (searched recursively)")
     fid.add_argument("--num", type=int, default=50_000, help="number of generated images")
@@ -54,22 +53,29 @@ def register(subparsers) -> None:
     fid.add_argument("--out", help="also write the metrics as JSON here")
     fid.set_defaults(func=_fid)
 
-    convert = commands.add_parser("convert-udit", help="turn an official U-DiT checkpoint into an ffnet one")
-    convert.add_argument("source", help="official .pt (a state dict, or a dict with 'ema' or 'model')")
-    convert.add_argument("dest", help="output checkpoint for `ffnet gen sample/fid`")
-    convert.add_argument("--arch", choices=["U-DiT-S", "U-DiT-B", "U-DiT-L"], required=True)
+    convert = verbs.add_parser("convert", help="turn an official U-DiT checkpoint into an ffnet one")
+    convert.add_argument("--checkpoint", required=True,
+                         help="official .pt (a state dict, or a DiT-style dict with 'ema' or 'model')")
+    convert.add_argument("--out", required=True, help="output checkpoint for `ffnet generation sample/fid`")
+    convert.add_argument("--arch", choices=["U-DiT-S", "U-DiT-B", "U-DiT-L"],
+                         help="default: the size the weights have")
     convert.add_argument("--vae", help="record this VAE folder in the checkpoint's config")
     convert.set_defaults(func=_convert)
 
 
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+
+
 def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="checkpoint of `ffnet gen train` (EMA weights)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint of `ffnet generation train` or `convert` (EMA weights)")
     parser.add_argument("--vae", help="local AutoencoderKL folder (default: the one in the checkpoint's config)")
     parser.add_argument("--steps", type=int, default=250, help="DDPM sampling steps")
     parser.add_argument("--cfg-scale", type=float, default=1.5, help="classifier-free guidance scale (1 = off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    _add_device(parser)
 
 
 def _device(name: str | None) -> str:
@@ -79,8 +85,9 @@ def _device(name: str | None) -> str:
 
 
 def _train(args: argparse.Namespace) -> None:
-    """Run ``ffnet.engine`` (the project's mmengine Runner) with the data/VAE flags as config overrides."""
-    from ffnet import engine
+    """``ffnet.engine.runner.train`` (the work dir held by a run lock) with the data/VAE flags as config overrides."""
+    from ffnet.engine import runner
+    from ffnet.engine.errors import UserError
 
     options = []
     if args.latents is not None:
@@ -94,23 +101,18 @@ def _train(args: argparse.Namespace) -> None:
         options.append(f"train_cfg.max_iters={args.max_iters}")
     if args.batch_size is not None:
         options.append(f"train_dataloader.batch_size={args.batch_size}")
-    resume = None if args.resume is False else ("auto" if args.resume is True else args.resume)
-    config = args.config
-    if not Path(config).exists() and not Path(config).suffix:
-        config += ".py"  # a shipped config named without its extension
+    if not Path(args.config).exists() and not Path(args.config).suffix:
+        args.config += ".py"  # a shipped config named without its extension
     if args.data is None and args.latents is None:
         from mmengine.config import Config
 
-        dataset = Config.fromfile(engine.resolve_config_path(config)).train_dataloader.dataset
+        dataset = Config.fromfile(str(runner.resolve_config_path(args.config))).train_dataloader.dataset
         if dataset.get("root") is None and not any(o.startswith("train_dataloader.dataset.root=")
                                                    for o in args.cfg_options):
-            raise ValueError("no training data: give --data DIR (ImageNet layout root/<class>/<image>) "
-                             "or --latents DIR (from `ffnet gen extract-latents`)")
-    engine_args = argparse.Namespace(config=config, work_dir=args.work_dir, cfg_options=options + args.cfg_options,
-                                     launcher=args.launcher, local_rank=0, resume=resume, amp=args.amp,
-                                     auto_scale_lr=False)
-    runner = engine.build_runner(engine_args, "train")
-    runner.train()
+            raise UserError("no training data: give --data DIR (ImageNet layout root/<class>/<image>) "
+                            "or --latents DIR (from `ffnet generation extract-latents`)")
+    args.cfg_options = options + list(args.cfg_options)
+    runner.train(args)
 
 
 def _extract(args: argparse.Namespace) -> None:
@@ -133,8 +135,8 @@ def _sample(args: argparse.Namespace) -> None:
 
 def _fid(args: argparse.Namespace) -> None:
     import json
-    import os
 
+    from ffnet.engine.files import write_atomic
     from ffnet.generation.fid import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(args.checkpoint, args.ref, args.num, args.inception, args.vae, args.steps,
@@ -143,13 +145,10 @@ def _fid(args: argparse.Namespace) -> None:
     text = json.dumps(metrics, indent=1)
     print(text)
     if args.out:
-        tmp = f"{args.out}.partial"
-        with open(tmp, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, args.out)
+        write_atomic(args.out, text + "\n")
 
 
 def _convert(args: argparse.Namespace) -> None:
     from ffnet.generation.convert import convert_official_checkpoint
 
-    print(f"wrote {convert_official_checkpoint(args.source, args.dest, args.arch, args.vae)}")
+    print(f"wrote {convert_official_checkpoint(args.checkpoint, args.out, args.arch, args.vae)}")

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ffnet.engine.files import atomic_path, write_atomic
 from ffnet.generation.autoencoder import FrozenAutoencoder, sample_moments
 
 
@@ -94,7 +94,7 @@ class LatentFolder(Dataset):
         meta_path = self.root / "meta.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{str(self.root)!r} holds no extracted latents (meta.json is missing): "
-                                    "run `ffnet gen extract-latents` first")
+                                    "run `ffnet generation extract-latents` first")
         self.meta = json.loads(meta_path.read_text())
         if image_size is not None and image_size != self.meta["image_size"]:
             raise ValueError(f"the latents in {str(self.root)!r} were extracted from {self.meta['image_size']} px "
@@ -131,8 +131,8 @@ def extract_latents(
 ) -> Path:
     """Encode every image of ``image_root`` once and write a :class:`LatentFolder` to ``out_dir``.
 
-    Files are written under temporary names and renamed when complete; ``meta.json`` comes last,
-    so a folder with ``meta.json`` is always whole.
+    Files are written atomically (:mod:`ffnet.engine.files`) and ``meta.json`` comes last (a previous
+    one is removed first), so a folder with ``meta.json`` is always whole.
     """
     from numpy.lib.format import open_memmap
     from torch.utils.data import DataLoader
@@ -142,31 +142,28 @@ def extract_latents(
     dataset = ClassImageFolder(image_root, image_size, hflip=False)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "meta.json").unlink(missing_ok=True)
     views = 2 if hflip else 1
     side = image_size // autoencoder.downsample_factor
     shape = (len(dataset), views, 2 * autoencoder.latent_channels, side, side)
-    tmp_moments, tmp_labels = out_dir / "moments.npy.tmp", out_dir / "labels.npy.tmp"
-    moments = open_memmap(tmp_moments, mode="w+", dtype=np.float16, shape=shape)
     labels = np.empty(len(dataset), dtype=np.int64)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    start = 0
-    for batch in tqdm(loader, desc="extracting latents", unit="batch"):
-        images = batch["images"].to(device)
-        stop = start + images.shape[0]
-        moments[start:stop, 0] = autoencoder.moments(images).cpu().numpy()
-        if hflip:
-            moments[start:stop, 1] = autoencoder.moments(images.flip(-1)).cpu().numpy()
-        labels[start:stop] = batch["labels"].numpy()
-        start = stop
-    moments.flush()
-    del moments
-    with open(tmp_labels, "wb") as f:
-        np.save(f, labels)
-    os.replace(tmp_moments, out_dir / "moments.npy")
-    os.replace(tmp_labels, out_dir / "labels.npy")
+    with atomic_path(out_dir / "moments.npy") as tmp_moments, atomic_path(out_dir / "labels.npy") as tmp_labels:
+        moments = open_memmap(tmp_moments, mode="w+", dtype=np.float16, shape=shape)
+        start = 0
+        for batch in tqdm(loader, desc="extracting latents", unit="batch"):
+            images = batch["images"].to(device)
+            stop = start + images.shape[0]
+            moments[start:stop, 0] = autoencoder.moments(images).cpu().numpy()
+            if hflip:
+                moments[start:stop, 1] = autoencoder.moments(images.flip(-1)).cpu().numpy()
+            labels[start:stop] = batch["labels"].numpy()
+            start = stop
+        moments.flush()
+        del moments
+        with open(tmp_labels, "wb") as f:  # a file object: np.save would append .npy to the temporary name
+            np.save(f, labels)
     meta = {"classes": list(dataset.classes), "scaling_factor": autoencoder.scaling_factor, "image_size": image_size,
             "latent_channels": autoencoder.latent_channels, "views": views, "vae_path": autoencoder.path}
-    tmp_meta = out_dir / "meta.json.tmp"
-    tmp_meta.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp_meta, out_dir / "meta.json")
+    write_atomic(out_dir / "meta.json", json.dumps(meta, indent=1))
     return out_dir

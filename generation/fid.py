@@ -125,13 +125,13 @@ def evaluate_checkpoint(checkpoint: str | Path, reference: str | Path, num: int,
 
     from ffnet.generation.sample import generate, load_generator
 
-    if features is None:
-        features = load_inception(inception, "2048"), load_inception(inception, "logits_unbiased")
-    fid_feature, is_feature = features
     rank, world_size = _distributed()
     if device == "cuda" and world_size > 1:
         device = f"cuda:{torch.cuda.current_device()}"
     generator = load_generator(checkpoint, vae_path, device)
+    if features is None:
+        features = load_inception(inception, "2048"), load_inception(inception, "logits_unbiased")
+    fid_feature, is_feature = features
     labels = balanced_labels(num, generator.num_classes, seed)[rank::world_size]
     image_size = generator.sample_size * (generator.autoencoder.downsample_factor if generator.autoencoder else 1)
     reference_set = ReferenceImages(reference, image_size, rank, world_size)

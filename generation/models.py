@@ -24,6 +24,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
 from ffnet.core import FFNetBlock, MetaMixer, RepConv, Reparameterizable, SelfAttention, backend, ffnified_attention
+from ffnet.engine.checkpoints import register_describer, register_layout
 
 LEVELS = ("encoder1", "encoder2", "bottleneck", "decoder2", "decoder1")
 LOGIT_SCALE_MAX = math.log(100.0)
@@ -35,6 +36,7 @@ FFNIFIED_MIXER = dict(type="ffnified", kernel_size=15, branch_kernels=(3,), outp
 PLAIN_FFNIFIED_MIXER = dict(type="ffnified", kernel_size=7, branch_kernels=(3,), output_proj=False)
 ATTENTION_MIXER = dict(type="attention", down_factor=2, downsampler_kernel=5)
 
+DEPTHS = (2, 5, 8, 5, 2)  # blocks per level, every preset
 _UDIT_SIZES = {"S": dict(width=96, num_heads=4), "B": dict(width=192, num_heads=8), "L": dict(width=384, num_heads=16)}
 ARCHITECTURES: dict[str, dict[str, Any]] = {}
 for _size, _dims in _UDIT_SIZES.items():
@@ -244,7 +246,7 @@ class UDiT(nn.Module):
         self,
         width: int = 192,
         num_heads: int = 8,
-        depths: Sequence[int] = (2, 5, 8, 5, 2),
+        depths: Sequence[int] = DEPTHS,
         mixers: Sequence[str | Mapping[str, Any]] = (ATTENTION_MIXER,) * 5,
         ffn_expansion: float = 2.0,
         in_channels: int = 4,
@@ -413,3 +415,62 @@ def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[
         else:
             converted[key] = value
     return converted
+
+
+OFFICIAL_LAYOUT = "the official U-DiT layout"
+_SIZE_OF_WIDTH = {dims["width"]: size for size, dims in _UDIT_SIZES.items()}
+
+
+def official_arch(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """``'U-DiT-B'`` (etc.) for a state dict in the official U-DiT layout, else ``None``."""
+    stem = state_dict.get("x_embedder.proj.weight")
+    if stem is None or stem.dim() != 4 or stem.shape[0] not in _SIZE_OF_WIDTH:
+        return None
+    return f"U-DiT-{_SIZE_OF_WIDTH[stem.shape[0]]}"
+
+
+def _level_mixer(state_dict: Mapping[str, torch.Tensor], level: str) -> str | None:
+    """``'attention'`` / ``'ffnified 15x15 + output projection'`` for the first block of ``level``."""
+    prefix = f"{level}.0.sub_blocks.0.token_mixer.mixer."
+    if prefix + "logit_scale" in state_dict:
+        return "attention"
+    compat = [v for k, v in state_dict.items() if k.startswith(prefix) and re.search(r"compat\.(main\.)?weight$", k)]
+    if not compat:
+        return None
+    output_proj = any(k.startswith(prefix + "1.") for k in state_dict)
+    return f"ffnified {compat[0].shape[-2]}x{compat[0].shape[-1]}" + (" + output projection" if output_proj else "")
+
+
+def _describe_spec(spec: Mapping[str, Any]) -> str:
+    if spec["type"] == "attention":
+        return "attention"
+    k = spec["kernel_size"]
+    return f"ffnified {k}x{k}" + (" + output projection" if spec["output_proj"] else "")
+
+
+def describe_backbone_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """Which backbone ``state_dict`` holds: ``'U-FFNet-B (train-time, 1000 classes)'``, an official U-DiT
+    file, or a non-preset U-DiT-family network; ``None`` when it is none of them."""
+    state = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")} or state_dict
+    arch = official_arch(state)
+    if arch is not None:
+        return f"an official {arch} checkpoint ({OFFICIAL_LAYOUT})"
+    stem, labels = state.get("patch_embed.weight"), state.get("label_embedders.0.weight")
+    if stem is None or labels is None:
+        return None
+    mixers = [_level_mixer(state, level) for level in LEVELS]
+    depths = tuple(len({k.split(".")[1] for k in state if k.startswith(f"{level}.")}) for level in LEVELS)
+    form = "train-time" if any(".branches." in k for k in state) else "deployed"
+    details = f"{form}, {labels.shape[0] - 1} classes"
+    for name, preset in ARCHITECTURES.items():
+        if preset["width"] == stem.shape[0] and DEPTHS == depths and mixers == [
+                _describe_spec(_mixer_spec(spec)) for spec in preset["mixers"]]:
+            return f"{name} ({details})"
+    outer = set(mixers[:2] + mixers[3:])
+    mixer_text = (f"{outer.pop()} mixers around a {mixers[2]} bottleneck" if len(outer) == 1
+                  else "mixers " + ", ".join(map(str, mixers)))
+    return f"a U-DiT-family backbone of width {stem.shape[0]} (depths {depths}, {mixer_text}; {details})"
+
+
+register_layout(OFFICIAL_LAYOUT, lambda state: official_arch(state) is not None, convert_official_state_dict)
+register_describer("generation", describe_backbone_state_dict)

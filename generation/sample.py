@@ -1,22 +1,28 @@
 """Sampling from a training checkpoint: class-conditional images and image grids.
 
-A checkpoint of ``ffnet gen train`` (mmengine) carries its config in ``meta['cfg']`` and the EMA
-weights in ``state_dict``, so it rebuilds the network by itself; the VAE folder comes from the
-config or from ``--vae``.
+A checkpoint of ``ffnet generation train`` (mmengine) carries its config in ``meta['cfg']`` and the
+EMA weights in ``state_dict``, so it rebuilds the network by itself; the VAE folder comes from the
+config or from ``--vae``. Checkpoints are read weights-only (``ffnet.engine.checkpoints``) and the
+stored config is read as data, never run.
 """
 from __future__ import annotations
 
-import os
+import ast
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
+
+from ffnet.engine.checkpoints import (TRUST_HINT, describe_state_dict, load_file, load_state_dict, trusting,
+                                      unwrap_state_dict)
+from ffnet.engine.errors import CheckpointError
+from ffnet.engine.files import atomic_path
 
 from ffnet.generation.autoencoder import FrozenAutoencoder
 from ffnet.generation.data import to_uint8
 from ffnet.generation.diffusion import make_scheduler, sample
-from ffnet.generation.models import UDiT, create_model
+from ffnet.generation.models import UDiT, create_model, official_arch
 
 
 @dataclass
@@ -40,23 +46,72 @@ class Generator:
                              f"(ids 0-{self.num_classes - 1})")
 
 
-def load_generator(checkpoint: str | Path, vae_path: str | Path | None = None,
-                   device: str | torch.device = "cpu") -> Generator:
-    """Rebuild the backbone of an ``ffnet gen train`` checkpoint with its (EMA) weights."""
+class _DictCalls(ast.NodeTransformer):
+    """``dict(a=1, b=2)`` → ``{'a': 1, 'b': 2}``, so that :func:`ast.literal_eval` accepts mmengine's pretty text."""
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args \
+                and all(k.arg is not None for k in node.keywords):
+            return ast.Dict([ast.Constant(k.arg) for k in node.keywords], [k.value for k in node.keywords])
+        return node
+
+
+def stored_config(checkpoint: Mapping[str, Any], source: str):
+    """The mmengine ``Config`` a checkpoint carries as text in ``meta['cfg']``, read as data.
+
+    mmengine writes it as ``name = <literal>`` lines (``Config.pretty_text``); executing it, as
+    ``Config.fromstring`` does, would run whatever code the file holds, so only literals and
+    ``dict(...)`` are accepted (anything else only with the trust opt-in).
+    """
     from mmengine.config import Config
 
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} does not exist")
-    # mmengine checkpoints pickle their message hub and config, so they need the full unpickler
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if "cfg" not in state.get("meta", {}):
-        raise ValueError(f"{str(checkpoint)!r} carries no config (meta['cfg']): use a checkpoint of `ffnet gen train` "
-                         "or one made by `ffnet gen convert-udit`")
-    cfg = Config.fromstring(state["meta"]["cfg"], ".py")
-    backbone = create_model(**cfg.model.backbone)
-    weights = {k[len("backbone."):]: v for k, v in state["state_dict"].items() if k.startswith("backbone.")}
-    backbone.load_state_dict(weights)
+    meta = checkpoint.get("meta") if isinstance(checkpoint, Mapping) else None
+    text = meta.get("cfg") if isinstance(meta, Mapping) else None
+    if not isinstance(text, str):
+        weights = unwrap_state_dict(checkpoint, prefer_ema=True, source=source)
+        if official_arch(weights):
+            raise CheckpointError(f"{source}: is an official {official_arch(weights)} checkpoint, which carries no "
+                                  f"config; convert it first: ffnet generation convert --checkpoint {source} "
+                                  "--out CONVERTED.pth")
+        raise CheckpointError(f"{source}: carries no config (meta['cfg']), so the model cannot be rebuilt from it "
+                              f"(the file looks like {describe_state_dict(weights)}); give a checkpoint of "
+                              "`ffnet generation train` or of `ffnet generation convert`")
+    if trusting():
+        return Config.fromstring(text, ".py")
+    values = {}
+    try:
+        for statement in ast.parse(text).body:
+            if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                    and isinstance(statement.targets[0], ast.Name)):
+                raise ValueError(f"line {statement.lineno} is not a 'name = value' assignment")
+            values[statement.targets[0].id] = ast.literal_eval(_DictCalls().visit(statement.value))
+    except (SyntaxError, ValueError) as err:
+        raise CheckpointError(f"{source}: the config stored in it (meta['cfg']) is not plain data ({err}); "
+                              f"{TRUST_HINT}") from None
+    return Config(values)
+
+
+def load_generator(checkpoint: str | Path, vae_path: str | Path | None = None,
+                   device: str | torch.device = "cpu") -> Generator:
+    """Rebuild the backbone of an ``ffnet generation train`` / ``convert`` checkpoint with its (EMA) weights."""
+    source = str(checkpoint)
+    state = load_file(checkpoint)
+    cfg = stored_config(state, source)
+    model_cfg = cfg.get("model")
+    backbone_cfg = model_cfg.get("backbone") if isinstance(model_cfg, Mapping) else None
+    if not isinstance(backbone_cfg, Mapping):
+        raise CheckpointError(f"{source}: its stored config has no model.backbone; give a checkpoint of "
+                              "`ffnet generation train` or of `ffnet generation convert`")
+    try:
+        backbone = create_model(**backbone_cfg)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: its stored model.backbone does not build a U-DiT ({err})") from None
+    weights = unwrap_state_dict(state, source=source)
+    prefix = "backbone."
+    weights = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)} or weights
+    load_state_dict(backbone, weights, source=source,
+                    target=f"the {backbone_cfg.get('arch', 'U-DiT')} backbone of its stored config")
     vae_path = vae_path or cfg.model.get("vae_path")
     autoencoder = FrozenAutoencoder(vae_path) if vae_path else None
     classes = tuple(state["meta"].get("dataset_meta", {}).get("classes", ()))
@@ -88,10 +143,7 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> Path:
     from PIL import Image
     from torchvision.utils import make_grid
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     grid = make_grid(images, nrow=nrow, padding=2, pad_value=255)
-    tmp = path.with_name(f".{path.name}.partial")
-    Image.fromarray(grid.permute(1, 2, 0).squeeze(-1).numpy()).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        Image.fromarray(grid.permute(1, 2, 0).squeeze(-1).numpy()).save(tmp, format="PNG")
+    return Path(path)

@@ -2,7 +2,8 @@
 
 Configs (``generation/configs/*.py``) name ``LatentDiffusion`` as the model and
 ``DiffusionImageFolder`` or ``DiffusionLatentFolder`` as the dataset; they run on the project's
-mmengine Runner (``ffnet.engine``: atomic checkpoints, resume, DDP through torchrun).
+mmengine Runner (``ffnet.engine.runner``: atomic checkpoints, resume, a run lock on the work dir, DDP
+through torchrun).
 mmengine's ``EMAHook`` keeps the EMA weights, which checkpoints store as their ``state_dict``
 (the raw weights go to ``ema_state_dict``).
 """
@@ -68,7 +69,7 @@ class LatentDiffusion(BaseModel):
         """``mode='loss'``: ``{'loss_mse', 'loss_vb'}`` batch means for random timesteps and noise."""
         if mode != "loss":
             raise ValueError(f"LatentDiffusion only computes training losses (mode='loss'), got mode={mode!r}; "
-                             "sample with `ffnet gen sample`")
+                             "sample with `ffnet generation sample`")
         x_start = self.diffusion_space(images, latents)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (x_start.shape[0],), device=x_start.device)
         noise = torch.randn_like(x_start)

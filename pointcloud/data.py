@@ -7,7 +7,8 @@ Two layouts are read, per scene:
   ``segment.npy`` (S3DIS), ``instance.npy``;
 * the FFNet release's vendored Pointcept: a ``torch.save``d dict ``<data_root>/<split>/<scene>.pth``
   with ``coord``, ``color``, ``normal``, ``semantic_gt20`` / ``semantic_gt200`` / ``semantic_gt``,
-  ``instance_gt``. These are pickles: only load files you trust.
+  ``instance_gt``. These are pickles, read weights-only (:func:`ffnet.engine.checkpoints.load_file`:
+  arrays and plain containers; anything else is refused unless the user opts in with ``--trust-checkpoint``).
 
 Every scene is checked when it is read (points present, finite coordinates, the colour/normal assets
 the pipeline needs, labels in ``[0, num_classes)`` or ``-1``); errors name the scene and the problem.
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ffnet.engine.checkpoints import load_file
 from ffnet.pointcloud.classes import S3DIS_CLASSES, SCANNET20_CLASSES, SCANNET200_CLASSES
 from ffnet.pointcloud.registry import DATASETS, FUNCTIONS, build_in_scope
 from ffnet.pointcloud.transforms import TRANSFORMS, Compose
@@ -109,7 +111,7 @@ class PointSceneDataset(Dataset):
 
     def _load_assets(self, path: Path, name: str) -> dict:
         if path.suffix == ".pth":
-            raw = torch.load(path, map_location="cpu", weights_only=False)
+            raw = load_file(path)
             if not isinstance(raw, Mapping):
                 raise SceneError(f"scene {name!r}: {path} does not hold a dict of arrays")
             data = {key: np.asarray(raw[key]) for key in ("coord", "color", "normal") if key in raw}

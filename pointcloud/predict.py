@@ -1,33 +1,78 @@
-"""Per-point labels for one scene from a standalone-trainer checkpoint, and a top-down PNG of them."""
+"""Per-point labels for one scene from a standalone-trainer checkpoint, and a top-down PNG of them.
+
+Checkpoints (and ``.pth`` scenes) are read weights-only; the config a checkpoint carries is read as
+data, never run.
+"""
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
+from ffnet.engine.checkpoints import TRUST_HINT, load_file, load_state_dict, trusting, unwrap_state_dict
+from ffnet.engine.errors import CheckpointError
+from ffnet.engine.files import atomic_path
 from ffnet.pointcloud.tester import intersection_and_union, segmentation_metrics, vote_fragments
 
 
-def load_checkpoint_and_config(checkpoint: str | os.PathLike, config: str | os.PathLike | None = None):
-    """``(state_dict, runner_config)``: the config saved in the checkpoint, or the translated ``config`` if given."""
+class _DictCalls(ast.NodeTransformer):
+    """``dict(a=1, b=2)`` → ``{'a': 1, 'b': 2}``, so that :func:`ast.literal_eval` accepts mmengine's pretty text."""
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args \
+                and all(k.arg is not None for k in node.keywords):
+            return ast.Dict([ast.Constant(k.arg) for k in node.keywords], [k.value for k in node.keywords])
+        return node
+
+
+def stored_config(text: str, source: str):
+    """The Runner config a checkpoint carries as text (``meta['cfg']``), read as data.
+
+    mmengine writes it as ``name = <literal>`` lines (``Config.pretty_text``); executing it, as
+    ``Config.fromstring`` does, would run whatever code the file holds, so only literals and
+    ``dict(...)`` are accepted (anything else only with the trust opt-in).
+    """
     from mmengine.config import Config
 
-    from ffnet.pointcloud.trainer import load_pointcept_config, to_runner_config
+    if trusting():
+        return Config.fromstring(text, ".py")
+    values = {}
+    try:
+        for statement in ast.parse(text).body:
+            if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                    and isinstance(statement.targets[0], ast.Name)):
+                raise ValueError(f"line {statement.lineno} is not a 'name = value' assignment")
+            values[statement.targets[0].id] = ast.literal_eval(_DictCalls().visit(statement.value))
+    except (SyntaxError, ValueError) as err:
+        raise CheckpointError(f"{source}: the config stored in it (meta['cfg']) is not plain data ({err}); "
+                              f"{TRUST_HINT}") from None
+    return Config(values)
 
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+
+def load_checkpoint_and_config(checkpoint: str | os.PathLike, config: str | os.PathLike | None = None):
+    """``(segmentor state dict, runner_config)``: the config saved in the checkpoint, or the translated ``config``.
+
+    The file is read weights-only (:func:`ffnet.engine.checkpoints.load_file`).
+    """
+    from ffnet.pointcloud.trainer import load_pointcept_config, segmentor_state_dict, to_runner_config
+
+    source = str(checkpoint)
+    state = load_file(checkpoint)
+    meta = state.get("meta") if isinstance(state, Mapping) else None
+    text = meta.get("cfg") if isinstance(meta, Mapping) else None
     if config is not None:
         runner_cfg = to_runner_config(load_pointcept_config(config), work_dir=".")
-    elif "cfg" in state.get("meta", {}):
-        runner_cfg = Config.fromstring(state["meta"]["cfg"], ".py")
+    elif isinstance(text, str):
+        runner_cfg = stored_config(text, source)
     else:
-        raise ValueError(f"{checkpoint} carries no config (not written by `ffnet pc train`): pass --config")
-    weights = state.get("state_dict", state)
-    return weights, runner_cfg
+        raise CheckpointError(f"{source}: carries no config (it was not written by `ffnet pointcloud train`); "
+                              "pass --config")
+    return segmentor_state_dict(unwrap_state_dict(state, source=source)), runner_cfg
 
 
 def class_colors(num_classes: int) -> np.ndarray:
@@ -59,7 +104,8 @@ def plot_top_down(coord: np.ndarray, labels: np.ndarray, names: Sequence[str], p
     present = np.unique(labels)
     ax.legend(handles=[Patch(color=colors[c], label=names[c]) for c in present], loc="upper left",
               bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -85,8 +131,7 @@ def predict_scene(checkpoint: str | os.PathLike, scene: str | os.PathLike, out_d
     test_dataset.pop("split", None)
     dataset = build_in_scope(DATASETS, test_dataset)
     segmentor = build_segmentor(runner_cfg.model.segmentor)
-    prefix = "segmentor."
-    segmentor.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
+    load_state_dict(segmentor, weights, source=str(checkpoint), target=f"the segmentor of {config or 'its config'}")
     segmentor.to(device).eval()
 
     item = dataset[0]
@@ -102,7 +147,8 @@ def predict_scene(checkpoint: str | os.PathLike, scene: str | os.PathLike, out_d
     out_dir.mkdir(parents=True, exist_ok=True)
     name = item["name"]
     npy, png = out_dir / f"{name}_pred.npy", out_dir / f"{name}_pred.png"
-    np.save(npy, labels)
+    with atomic_path(npy) as tmp, open(tmp, "wb") as f:  # a file object: np.save would add .npy to the name
+        np.save(f, labels)
     names = list(runner_cfg.test_evaluator.class_names)
     plot_top_down(raw["coord"], labels, names, png, title=f"{name}: predicted classes")
     result = dict(labels=labels, npy=npy, png=png)

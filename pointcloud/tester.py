@@ -17,6 +17,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.runner import BaseLoop
 
+from ffnet.engine.files import atomic_path
 from ffnet.pointcloud.data import collate_fn
 from ffnet.pointcloud.registry import LOOPS, METRICS
 
@@ -142,9 +143,8 @@ class FragmentTestLoop(BaseLoop):
                 votes = vote_fragments(module.predict_logits, scene["fragment_list"], len(scene["segment"]),
                                        num_classes, device)
                 pred = votes.argmax(1).cpu().numpy()
-                tmp = path.with_suffix(".tmp.npy")
-                np.save(tmp, pred)
-                os.replace(tmp, path)
+                with atomic_path(path) as tmp, open(tmp, "wb") as f:  # np.save would add .npy to a name
+                    np.save(f, pred)
             self.evaluator.process(data_samples=[dict(pred=pred, segment=scene["segment"])], data_batch=None)
             self.runner.logger.info(f"test {idx + 1}/{len(self.dataloader)}: {scene['name']} "
                                     f"({len(scene['fragment_list'])} fragments, {len(pred)} points)")

@@ -10,9 +10,14 @@ mmengine Runner config in scope ``ffnet_pointcloud``:
   keyword get that group's lr), and OneCycleLR stepped per iteration over the whole run;
 * Mix3D in the collate, AMP and SyncBN on CUDA, DDP through torchrun (``--launcher pytorch``);
 * atomic checkpoints and ``--resume``; the test loop is :class:`~ffnet.pointcloud.tester.FragmentTestLoop`.
+
+:func:`train` holds the work dir with :class:`ffnet.engine.files.RunLock` for the run. Checkpoints are
+read weights-only and must fit the model whole (:mod:`ffnet.engine.checkpoints`); error messages say
+which point model a mismatched file holds (:func:`describe_point_state_dict`).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from pathlib import Path
@@ -21,10 +26,42 @@ from typing import Any, Mapping, Sequence
 import torch
 from mmengine.model import BaseModel
 
+from ffnet.engine.checkpoints import register_describer
 from ffnet.pointcloud.model import build_segmentor
 from ffnet.pointcloud.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS, SCOPE
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+_DATASETS = {20: "scannet", 200: "scannet200", 13: "s3dis"}
+
+
+def segmentor_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The segmentor's weights: ``segmentor.`` (the Runner model's prefix) removed when every key has it."""
+    prefix = "segmentor."
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def describe_point_state_dict(state: Mapping[str, torch.Tensor]) -> str | None:
+    """Which FFNet point model ``state`` holds (shipped config, layout, classes), or ``None`` if none."""
+    state = segmentor_state_dict(state)
+    head, stem = state.get("seg_head.weight"), state.get("backbone.embedding.conv.weight")
+    if head is None or stem is None:
+        return None
+    stages = len({k.split(".")[2] for k in state if k.startswith("backbone.enc.")})
+    compat = state.get("backbone.enc.0.blocks.0.token_mixer.mixer.compat.conv.weight")
+    depthwise = compat is not None and compat.dim() == 5 and compat.shape[1] == 1
+    layout = {(5, 32): "release", (4, 64): "paper"}.get((stages, stem.shape[0]))
+    classes = head.shape[0]
+    name = None
+    if layout is not None and classes in _DATASETS:
+        name = f"{_DATASETS[classes]}-ffnet" + ("-paper" if layout == "paper" else "") + ("-dw" if depthwise else "")
+    shape = (f"the {layout} layout" if layout else f"{stages} encoder stages, stem width {stem.shape[0]}")
+    what = f"the FFNet point model ({shape}{', depthwise' if depthwise else ''}, {classes} classes)"
+    return f"{what}, config {name}" if name and (CONFIG_DIR / f"{name}.py").is_file() else what
+
+
+register_describer("pointcloud", describe_point_state_dict)
 
 
 @MODELS.register_module()
@@ -207,6 +244,17 @@ def to_runner_config(cfg, work_dir: str | os.PathLike, world_size: int = 1, laun
     return Config(runner)
 
 
+def default_work_dir(config: str | os.PathLike) -> str:
+    """``work_dirs/<config name>``."""
+    return os.path.join("work_dirs", resolve_config(config).stem)
+
+
+def _model(runner) -> torch.nn.Module:
+    from mmengine.model import is_model_wrapper
+
+    return runner.model.module if is_model_wrapper(runner.model) else runner.model
+
+
 def build_runner(config: str | os.PathLike, work_dir: str | os.PathLike | None = None, *,
                  options: Mapping[str, Any] | None = None, data_root: str | None = None, launcher: str = "none",
                  resume: str | None = None, load_from: str | None = None, use_amp: bool | None = None,
@@ -214,35 +262,74 @@ def build_runner(config: str | os.PathLike, work_dir: str | os.PathLike | None =
     """An mmengine Runner for a Pointcept-format config (path or shipped name).
 
     ``resume``: ``"auto"`` (latest checkpoint in ``work_dir``) or a checkpoint path; ``load_from``
-    loads weights only (``test``). ``num_workers`` overrides the config's data-loader workers.
+    loads weights only (``test``), strictly and weights-only, before the Runner returns.
+    ``num_workers`` overrides the config's data-loader workers. Raises
+    :class:`~ffnet.engine.errors.CheckpointError` when the checkpoint does not fit the config's model.
     """
-    from mmengine.runner import Runner
+    from mmengine.runner import Runner, find_latest_checkpoint
 
     import ffnet.pointcloud.data  # noqa: F401  (registers datasets and collate functions)
     import ffnet.pointcloud.tester  # noqa: F401  (registers the metric and the test loop)
-    from ffnet.checkpoints import allow_mmengine_checkpoints
-    from ffnet.engine import setup_launcher, use_atomic_checkpoints
+    from ffnet.engine.checkpoints import (allow_mmengine_checkpoints, compare_state_dict, describe_state_dict,
+                                          load_state_dict, load_weights)
+    from ffnet.engine.errors import CheckpointError
+    from ffnet.engine.runner import setup_launcher, use_atomic_checkpoints
 
     cfg = load_pointcept_config(config, options, data_root)
     if num_workers is not None:
         cfg.num_worker = num_workers
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if launcher != "none" else 1
-    work_dir = work_dir or os.path.join("work_dirs", resolve_config(config).stem)
+    work_dir = work_dir or default_work_dir(config)
     runner_cfg = to_runner_config(cfg, work_dir, world_size, launcher, use_amp, save_every)
     setup_launcher(runner_cfg, launcher, int(os.environ.get("LOCAL_RANK", 0)))
     use_atomic_checkpoints(runner_cfg)
-    allow_mmengine_checkpoints()
+    resume_from = None
     if resume == "auto":
         runner_cfg.resume = True
+        resume_from = find_latest_checkpoint(str(work_dir)) if Path(work_dir).is_dir() else None
     elif resume is not None:
         runner_cfg.resume, runner_cfg.load_from = True, str(resume)
+        resume_from = str(resume)
+    runner = Runner.from_cfg(runner_cfg)
+    model = _model(runner)
+    if resume_from is not None:
+        weights = load_weights(resume_from)
+        report = compare_state_dict(model.state_dict(), weights)
+        if not report.complete:
+            raise CheckpointError(f"{resume_from}: the checkpoint to resume does not fit the model of {config}: "
+                                  f"{report.summary()}; the file looks like {describe_state_dict(weights)}")
     if load_from is not None:
-        runner_cfg.load_from = str(load_from)
-    return Runner.from_cfg(runner_cfg)
+        load_state_dict(model.segmentor, segmentor_state_dict(load_weights(load_from)), source=str(load_from),
+                        target=f"the segmentor of {config}")
+    allow_mmengine_checkpoints()  # for mmengine's own load when it resumes
+    return runner
+
+
+def _launcher_rank(launcher: str) -> int:
+    """This process's global rank as its launcher tells it, before the process group exists."""
+    variable = {"slurm": "SLURM_PROCID", "mpi": "OMPI_COMM_WORLD_RANK"}.get(launcher, "RANK")
+    return int(os.environ.get(variable, os.environ.get("RANK", 0)))
+
+
+def train(config: str | os.PathLike, work_dir: str | os.PathLike | None = None, *, launcher: str = "none",
+          **options: Any):
+    """Train with :func:`build_runner` (same arguments), holding ``work_dir`` for the whole run; returns the Runner.
+
+    The lock (:class:`ffnet.engine.files.RunLock`) is taken by rank 0 only under a launcher; a second
+    run on the same work dir raises :class:`~ffnet.engine.errors.RunFolderBusy` naming the holder's pid.
+    """
+    from ffnet.engine.files import RunLock
+
+    work_dir = work_dir or default_work_dir(config)
+    holds = launcher == "none" or _launcher_rank(launcher) == 0
+    with RunLock(work_dir) if holds else contextlib.nullcontext():
+        runner = build_runner(config, work_dir, launcher=launcher, **options)
+        runner.train()
+    return runner
 
 
 def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
     """``["epoch=2", "data.train.loop=1"]`` → a dict for :func:`load_pointcept_config` (mmengine value parsing)."""
-    from ffnet.engine import parse_cfg_options
+    from ffnet.engine.runner import parse_cfg_options
 
     return parse_cfg_options(pairs)

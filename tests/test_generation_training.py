@@ -1,23 +1,34 @@
-"""Training, EMA, resume, latent extraction, sampling and FID plumbing, with tiny models on real photos.
+"""Training, EMA, resume, latent extraction, sampling and FID plumbing, with tiny models on real photos;
+safe checkpoint loads (weights-only, stored configs read as data) and the run lock of the work dir.
 
 The VAE is a tiny randomly initialised diffusers AutoencoderKL saved with ``save_pretrained`` and
 loaded back by path; images are crops of scikit-image's sample photos.
 """
+import argparse
 import json
+import pathlib
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
 from PIL import Image
 from skimage import data as skdata
 from skimage.transform import resize
 from torch import nn
 
+from ffnet.engine.checkpoints import load_file
+from ffnet.engine.errors import CheckpointError
 from ffnet.generation.autoencoder import FrozenAutoencoder
+from ffnet.generation.convert import convert_official_checkpoint
 from ffnet.generation.data import LatentFolder, load_image, to_signed
 from ffnet.generation.diffusion import sample
 from ffnet.generation.fid import compute_metrics, evaluate_checkpoint
+from ffnet.generation.sample import load_generator, stored_config
 from ffnet.generation.training import CONFIG_DIR, LatentDiffusion
 from ffnet.main import main
 
@@ -64,21 +75,44 @@ def write_config(path):
     return path
 
 
-def test_train_extract_resume_ema_and_sample(tmp_path, tiny_vae, image_folder):
+_HOLD = ("import sys, time; from ffnet.engine.files import RunLock; RunLock(sys.argv[1]).acquire(); "
+         "print('held', flush=True); time.sleep(120)")
+
+
+def test_train_extract_resume_ema_and_sample(tmp_path, tiny_vae, image_folder, capsys):
     config, work = write_config(tmp_path / "tiny.py"), tmp_path / "work"
-    main(["gen", "train", str(config), "--work-dir", str(work), "--data", str(image_folder), "--vae", str(tiny_vae),
-          "--max-iters", "2"])
-    first = torch.load(work / "iter_2.pth", map_location="cpu", weights_only=False)
+    train = ["generation", "train", str(config), "--work-dir", str(work), "--data", str(image_folder),
+             "--vae", str(tiny_vae), "--max-iters", "2"]
+    # a second run on a held work dir is refused, naming the holder; a killed holder's lock is taken over
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(work)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        capsys.readouterr()
+        assert main(train) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("ffnet generation train: error: ") and f"pid {holder.pid}" in error
+        assert error.count("\n") == 1 and not (work / "iter_1.pth").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert main(train) == 0
+    # mmengine's checkpoints of `generation train` load weights-only (no trust needed)
+    first = load_file(work / "iter_2.pth")
     assert first["meta"]["iter"] == 2
     assert first["meta"]["dataset_meta"]["classes"] == ("astronaut", "chelsea", "coffee")
     assert not any(k.startswith("autoencoder") for k in first["state_dict"])  # the VAE stays out of checkpoints
+    # the stored config is read as data and equals what executing it gives
+    text = first["meta"]["cfg"]
+    assert stored_config(first, "iter_2.pth").to_dict() == Config.fromstring(text, ".py").to_dict()
 
     # latents extracted once (both flips), then training resumes on them
     latents = tmp_path / "latents"
-    main(["gen", "extract-latents", "--data", str(image_folder), "--vae", str(tiny_vae), "--out", str(latents),
-          "--image-size", "32", "--batch-size", "4", "--num-workers", "0", "--device", "cpu"])
+    assert main(["generation", "extract-latents", "--data", str(image_folder), "--vae", str(tiny_vae),
+                 "--out", str(latents), "--image-size", "32", "--batch-size", "4", "--num-workers", "0",
+                 "--device", "cpu"]) == 0
     meta = json.loads((latents / "meta.json").read_text())
     assert meta["views"] == 2 and meta["classes"] == ["astronaut", "chelsea", "coffee"]
+    assert sorted(p.name for p in latents.iterdir()) == ["labels.npy", "meta.json", "moments.npy"]
     moments = np.load(latents / "moments.npy")
     assert moments.shape == (6, 2, 8, 16, 16)
     vae = FrozenAutoencoder(tiny_vae)
@@ -90,9 +124,9 @@ def test_train_extract_resume_ema_and_sample(tmp_path, tiny_vae, image_folder):
     item = LatentFolder(latents)[0]
     assert item["latents"].shape == (4, 16, 16) and item["labels"] == 0
 
-    main(["gen", "train", str(config), "--work-dir", str(work), "--latents", str(latents), "--vae", str(tiny_vae),
-          "--max-iters", "3", "--resume"])
-    second = torch.load(work / "iter_3.pth", map_location="cpu", weights_only=False)
+    assert main(["generation", "train", str(config), "--work-dir", str(work), "--latents", str(latents),
+                 "--vae", str(tiny_vae), "--max-iters", "3", "--resume"]) == 0
+    second = load_file(work / "iter_3.pth")
     assert second["meta"]["iter"] == 3
     assert int(second["optimizer"]["state"][0]["step"]) == 3  # AdamW state carried over
     # checkpoints hold the EMA in state_dict and the raw weights in ema_state_dict; the resumed
@@ -106,34 +140,43 @@ def test_train_extract_resume_ema_and_sample(tmp_path, tiny_vae, image_folder):
         moved += int(not torch.equal(raw_3, ema_3))
     assert moved > 0
 
+    generator = load_generator(work / "iter_3.pth")
+    for key, value in generator.backbone.state_dict().items():  # the EMA weights, strictly loaded
+        assert torch.equal(value, second["state_dict"][f"backbone.{key}"])
     grid = tmp_path / "grid.png"
-    main(["gen", "sample", "--checkpoint", str(work / "iter_3.pth"), "--classes", "0", "2", "--num", "2",
-          "--steps", "4", "--cfg-scale", "1.5", "--out", str(grid), "--device", "cpu"])
+    assert main(["generation", "sample", "--checkpoint", str(work / "iter_3.pth"), "--classes", "0", "2",
+                 "--num", "2", "--steps", "4", "--cfg-scale", "1.5", "--out", str(grid), "--device", "cpu"]) == 0
     with Image.open(grid) as png:
         assert png.size == (2 * 32 + 3 * 2, 2 * 32 + 3 * 2)  # 2x2 decoded 32 px samples, 2 px padding
+    assert not list(tmp_path.glob(".*ffnet-tmp"))
 
-    with pytest.raises(ValueError, match=r"class id\(s\) \[7\] out of range: this model has 3 classes"):
-        main(["gen", "sample", "--checkpoint", str(work / "iter_3.pth"), "--classes", "7", "--num", "1",
-              "--steps", "2", "--out", str(grid), "--device", "cpu"])
-    with pytest.raises(FileNotFoundError, match="no AutoencoderKL at"):
-        main(["gen", "sample", "--checkpoint", str(work / "iter_3.pth"), "--vae", str(tmp_path / "missing"),
-              "--classes", "1", "--out", str(grid), "--device", "cpu"])
+    capsys.readouterr()
+    assert main(["generation", "sample", "--checkpoint", str(work / "iter_3.pth"), "--classes", "7", "--num", "1",
+                 "--steps", "2", "--out", str(grid), "--device", "cpu"]) == 2
+    assert "class id(s) [7] out of range: this model has 3 classes" in capsys.readouterr().err
+    assert main(["generation", "sample", "--checkpoint", str(work / "iter_3.pth"), "--vae",
+                 str(tmp_path / "missing"), "--classes", "1", "--out", str(grid), "--device", "cpu"]) == 2
+    assert "no AutoencoderKL at" in capsys.readouterr().err
 
 
-def test_missing_paths_and_inputs_give_clear_errors(tmp_path):
+def test_missing_paths_and_inputs_give_clear_errors(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="no AutoencoderKL at .* pass --vae a local folder"):
         LatentDiffusion(TINY_BACKBONE, vae_path=str(tmp_path / "no_vae"))
-    with pytest.raises(FileNotFoundError, match="Inception weights not found .* pass --inception"):
+    with pytest.raises(CheckpointError, match="c.pth: checkpoint not found"):
         evaluate_checkpoint(tmp_path / "c.pth", tmp_path, 4, inception=tmp_path / "missing.pth")
     model = LatentDiffusion(TINY_BACKBONE)
+    save_checkpoint(model, tmp_path / "c.pth", TINY_BACKBONE)
+    with pytest.raises(FileNotFoundError, match="Inception weights not found .* pass --inception"):
+        evaluate_checkpoint(tmp_path / "c.pth", tmp_path, 4, inception=tmp_path / "missing.pth")
     with pytest.raises(ValueError, match="no autoencoder to encode them"):
         model(torch.tensor([0]), images=torch.zeros(1, 3, 16, 16))
     with pytest.raises(ValueError, match="multiples of 8"):
         model(torch.tensor([0]), latents=torch.zeros(1, 4, 12, 12))
     with pytest.raises(FileNotFoundError, match="extract-latents"):
         LatentFolder(tmp_path)
-    with pytest.raises(ValueError, match="no training data: give --data DIR"):
-        main(["gen", "train", "udit_s", "--work-dir", str(tmp_path / "work")])
+    assert main(["generation", "train", "udit_s", "--work-dir", str(tmp_path / "work")]) == 2
+    assert "ffnet generation train: error: no training data: give --data DIR" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()
 
 
 class PooledColours(nn.Module):
@@ -165,7 +208,7 @@ def photo_patches(size=16, crop=8):
 
 
 def save_checkpoint(model, path, backbone_cfg):
-    """A checkpoint in the layout `ffnet gen train` writes (config text in meta, weights under backbone.)."""
+    """A checkpoint in the layout `ffnet generation train` writes (config text in meta, weights under backbone.)."""
     from mmengine.config import Config
 
     cfg = Config(dict(model=dict(type="LatentDiffusion", backbone=backbone_cfg, sample_size=8)))
@@ -233,3 +276,93 @@ def test_compute_metrics_on_identical_and_shifted_sets():
     shifted = compute_metrics([(real.int() // 2).byte()], [real], *features, is_splits=2)
     assert same["fid"] == pytest.approx(0.0, abs=1e-3)
     assert shifted["fid"] > 0.01 and shifted["num_generated"] == 32
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints from elsewhere: weights-only loads, configs read as data, strict weights
+
+
+class Payload:
+    """Unpickling this runs ``Path.touch(marker)``: what a crafted checkpoint runs under the full unpickler."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (self.marker,)
+
+
+def assert_refused(err: str, path, command: str) -> None:
+    """One error line from ``ffnet generation <command>`` naming ``path`` and the trust opt-in."""
+    assert err.startswith(f"ffnet generation {command}: error: {path}: refused to load: ") and err.count("\n") == 1
+    assert "--trust-checkpoint" in err
+
+
+def test_crafted_checkpoints_run_nothing_on_any_load_path(tmp_path, capsys):
+    marker, crafted = tmp_path / "ran", tmp_path / "crafted.pth"
+    model = LatentDiffusion(TINY_BACKBONE)
+    save_checkpoint(model, crafted, TINY_BACKBONE)
+    checkpoint = load_file(crafted)
+    torch.save({**checkpoint, "extra": Payload(marker)}, crafted)
+    load_file(crafted, trust=True)  # the payload is live: the full unpickler runs it
+    assert marker.exists()
+    marker.unlink()
+
+    out = tmp_path / "out"
+    runs = {
+        "sample": ["--checkpoint", str(crafted), "--classes", "0", "--out", str(out), "--device", "cpu"],
+        "fid": ["--checkpoint", str(crafted), "--ref", str(tmp_path), "--num", "2", "--device", "cpu"],
+        "convert": ["--checkpoint", str(crafted), "--out", str(out)],
+    }
+    for command, args in runs.items():
+        capsys.readouterr()
+        assert main(["generation", command, *args]) == 2
+        assert_refused(capsys.readouterr().err, crafted, command)
+    for load in (lambda: load_generator(crafted), lambda: convert_official_checkpoint(crafted, out),
+                 lambda: evaluate_checkpoint(crafted, tmp_path, 2, None, features=(nn.Identity(), nn.Identity()))):
+        with pytest.raises(CheckpointError, match=f"{crafted}: refused to load: .* pass --trust-checkpoint"):
+            load()
+    assert not marker.exists() and not out.exists()
+
+
+def test_stored_config_is_read_as_data_not_run(tmp_path, monkeypatch):
+    marker, path = tmp_path / "ran", tmp_path / "code_in_config.pth"
+    save_checkpoint(LatentDiffusion(TINY_BACKBONE), path, TINY_BACKBONE)
+    checkpoint = load_file(path)
+    checkpoint["meta"]["cfg"] = f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n" + checkpoint["meta"]["cfg"]
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match=r"code_in_config.pth: the config stored in it \(meta\['cfg'\]\) is not "
+                                              r"plain data \(line 1 .*--trust-checkpoint"):
+        load_generator(path)
+    checkpoint["meta"]["cfg"] = "model = dict(backbone=dict(arch=__import__('os').getcwd()))"
+    with pytest.raises(CheckpointError, match="is not plain data"):
+        stored_config(checkpoint, str(path))
+    assert not marker.exists()
+    monkeypatch.setenv("FFNET_TRUST_CHECKPOINTS", "1")  # trusted: mmengine executes the text, as it always did
+    checkpoint["meta"]["cfg"] = f"_ = __import__('pathlib').Path({str(marker)!r}).touch()\nmodel = dict()"
+    stored_config(checkpoint, str(path))
+    assert marker.exists()
+
+
+def test_weights_must_fit_and_errors_say_what_the_file_holds(tmp_path):
+    narrow = tmp_path / "narrow.pth"
+    save_checkpoint(LatentDiffusion(dict(TINY_BACKBONE, width=8)), narrow, TINY_BACKBONE)  # config says width 16
+    with pytest.raises(CheckpointError, match=r"narrow.pth: does not fit the U-DiT-S backbone of its stored config: "
+                                              r".* of the wrong shape .* the file looks like a U-DiT-family backbone "
+                                              r"of width 8 \(depths \(1, 1, 1, 1, 1\), ffnified 3x3 \+ output "
+                                              r"projection mixers around a attention bottleneck; train-time, 3 classes"):
+        load_generator(narrow)
+    with pytest.raises(CheckpointError, match="narrow.pth: not an official U-DiT checkpoint .*width 8"):
+        convert_official_checkpoint(narrow, tmp_path / "out.pth")
+
+    # an official DiT-style file: EMA weights preferred, the argparse namespace allowed, no config inside
+    official = tmp_path / "U-DiT-S-400k.pt"
+    stem = torch.randn(96, 4, 3, 3)
+    torch.save({"model": {"x_embedder.proj.weight": torch.zeros(96, 4, 3, 3)}, "ema": {"x_embedder.proj.weight": stem},
+                "args": argparse.Namespace(model="U-DiT-S")}, official)
+    with pytest.raises(CheckpointError, match="U-DiT-S-400k.pt: is an official U-DiT-S checkpoint, which carries no "
+                                              "config; convert it first: ffnet generation convert --checkpoint"):
+        load_generator(official)
+    with pytest.raises(CheckpointError, match=r"U-DiT-S-400k.pt: does not fit U-DiT-S: 1130 missing \("):
+        convert_official_checkpoint(official, tmp_path / "out.pth")
+    assert not (tmp_path / "out.pth").exists()

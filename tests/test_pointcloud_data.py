@@ -1,9 +1,13 @@
 """Point-cloud data: on-disk layouts, the configs' pipelines, test fragments and voting, Mix3D, bad scenes."""
+import pathlib
+
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 
+from ffnet.engine.checkpoints import load_file
+from ffnet.engine.errors import CheckpointError
 from ffnet.pointcloud.data import S3DISDataset, ScanNet200Dataset, ScanNetDataset, SceneError, point_collate_fn
 from ffnet.pointcloud.synthetic import synthetic_room, write_release_scene, write_scannet_scene
 from ffnet.pointcloud.tester import vote_fragments
@@ -31,6 +35,30 @@ def test_upstream_npy_and_release_pth_layouts_read_the_same(tmp_path, scene):
         np.testing.assert_allclose(npy[key], pth[key])
     assert npy["coord"].dtype == np.float32 and npy["segment"].dtype == np.int64
     assert ScanNet200Dataset(split="val", data_root=tmp_path).get_data(0)["segment"].max() < 200
+
+
+class Payload:
+    """Unpickling this runs ``Path.touch(marker)``: what a crafted scene file runs under the full unpickler."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (self.marker,)
+
+
+def test_release_pth_scenes_are_read_weights_only(tmp_path, scene, monkeypatch):
+    marker = tmp_path / "ran"
+    path = write_release_scene(tmp_path / "val" / "scene0003_00.pth", scene)
+    torch.save({**load_file(path), "extra": Payload(marker)}, path)
+    dataset = ScanNetDataset(split="val", data_root=tmp_path)
+    with pytest.raises(CheckpointError, match=f"{path}: refused to load: it needs the Python global .*pass "
+                                              "--trust-checkpoint"):
+        dataset.get_data(0)
+    assert not marker.exists()
+    monkeypatch.setenv("FFNET_TRUST_CHECKPOINTS", "1")  # the user's explicit opt-in reads it (and runs it)
+    np.testing.assert_allclose(dataset.get_data(0)["coord"], scene["coord"])
+    assert marker.exists()
 
 
 def test_s3dis_rooms_are_named_by_area(tmp_path, scene):
