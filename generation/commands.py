@@ -54,9 +54,9 @@ def register(subparsers) -> None:
     fid.set_defaults(func=_fid)
 
     convert = verbs.add_parser("convert", help="turn an official U-DiT checkpoint into an ffnet one")
-    convert.add_argument("--checkpoint", required=True,
-                         help="official .pt (a state dict, or a DiT-style dict with 'ema' or 'model')")
-    convert.add_argument("--out", required=True, help="output checkpoint for `ffnet generation sample/fid`")
+    convert.add_argument("--checkpoint", help="official .pt (a state dict, or a DiT-style dict with 'ema' or 'model')")
+    convert.add_argument("--out", help="output checkpoint for `ffnet generation sample/fid`")
+    convert.add_argument("legacy_paths", nargs="*", help=argparse.SUPPRESS)  # `gen convert-udit SRC DST`
     convert.add_argument("--arch", choices=["U-DiT-S", "U-DiT-B", "U-DiT-L"],
                          help="default: the size the weights have")
     convert.add_argument("--vae", help="record this VAE folder in the checkpoint's config")
@@ -149,6 +149,11 @@ def _fid(args: argparse.Namespace) -> None:
 
 
 def _convert(args: argparse.Namespace) -> None:
+    from ffnet.engine.errors import UserError
     from ffnet.generation.convert import convert_official_checkpoint
 
-    print(f"wrote {convert_official_checkpoint(args.checkpoint, args.out, args.arch, args.vae)}")
+    legacy = list(args.legacy_paths) + [None, None]
+    source, out = args.checkpoint or legacy[0], args.out or legacy[1]
+    if source is None or out is None or len(args.legacy_paths) > 2:
+        raise UserError("give the official checkpoint with --checkpoint FILE and the output with --out FILE")
+    print(f"wrote {convert_official_checkpoint(source, out, args.arch, args.vae)}")

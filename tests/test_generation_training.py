@@ -318,6 +318,12 @@ def test_crafted_checkpoints_run_nothing_on_any_load_path(tmp_path, capsys):
         capsys.readouterr()
         assert main(["generation", command, *args]) == 2
         assert_refused(capsys.readouterr().err, crafted, command)
+    assert main(["gen", "convert-udit", str(crafted), str(out), "--arch", "U-DiT-S"]) == 2  # the old spelling
+    notice, error = capsys.readouterr().err.splitlines()
+    assert "'ffnet gen convert-udit' is deprecated" in notice
+    assert_refused(error + "\n", crafted, "convert")
+    assert main(["generation", "convert", "--out", str(out)]) == 2
+    assert "error: give the official checkpoint with --checkpoint FILE" in capsys.readouterr().err
     for load in (lambda: load_generator(crafted), lambda: convert_official_checkpoint(crafted, out),
                  lambda: evaluate_checkpoint(crafted, tmp_path, 2, None, features=(nn.Identity(), nn.Identity()))):
         with pytest.raises(CheckpointError, match=f"{crafted}: refused to load: .* pass --trust-checkpoint"):
