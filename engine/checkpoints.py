@@ -29,6 +29,7 @@ Loading into a model (:func:`load_state_dict`)
 from __future__ import annotations
 
 import argparse
+import ast
 import collections
 import functools
 import os
@@ -111,8 +112,15 @@ def safe_globals() -> tuple:
 
 def allow_mmengine_checkpoints() -> None:
     """Add :func:`safe_globals` to torch's process-wide allowlist, for loads that mmengine itself makes
-    (``Runner`` resume and ``load_from``, ``init_cfg=dict(type='Pretrained')``). Idempotent."""
-    torch.serialization.add_safe_globals(list(safe_globals()))
+    (``Runner`` resume and ``load_from``, ``init_cfg=dict(type='Pretrained')``) and for :func:`load_file`.
+
+    Idempotent. (A ``torch.serialization.safe_globals`` block is not used instead: leaving it
+    resets the process-wide list, which would drop these entries for mmengine's later loads.)
+    """
+    allowed = set(map(repr, torch.serialization.get_safe_globals()))
+    missing = [entry for entry in safe_globals() if repr(entry) not in allowed]
+    if missing:
+        torch.serialization.add_safe_globals(missing)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -157,8 +165,8 @@ def load_file(path: str | os.PathLike, *, trust: bool | None = None, map_locatio
     try:
         if trusted:
             return torch.load(path, map_location=map_location, weights_only=False)
-        with torch.serialization.safe_globals(list(safe_globals())):
-            return torch.load(path, map_location=map_location, weights_only=True)
+        allow_mmengine_checkpoints()
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         if trusted:
             raise CheckpointError(f"{path}: not a PyTorch checkpoint ({err}); check the file") from None
@@ -314,3 +322,42 @@ def load_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *
               file=sys.stderr)
     model.load_state_dict(state, strict=strict)
     return report
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Configs stored inside checkpoints
+
+
+class _DictCalls(ast.NodeTransformer):
+    """``dict(a=1, b=2)`` → ``{'a': 1, 'b': 2}``, so that :func:`ast.literal_eval` accepts mmengine's pretty text."""
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args \
+                and all(k.arg is not None for k in node.keywords):
+            return ast.Dict([ast.Constant(k.arg) for k in node.keywords], [k.value for k in node.keywords])
+        return node
+
+
+def config_from_text(text: str, source: str):
+    """The mmengine ``Config`` a checkpoint carries as text (``meta['cfg']``), read as data.
+
+    mmengine writes it as ``name = <literal>`` lines (``Config.pretty_text``); executing it, as
+    ``Config.fromstring`` does, would run whatever code the file holds, so only literals and
+    ``dict(...)`` are accepted (anything else only with the trust opt-in).
+    """
+    from mmengine.config import Config
+
+    if trusting():
+        return Config.fromstring(text, ".py")
+    values = {}
+    try:
+        for statement in ast.parse(text).body:
+            if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                    and isinstance(statement.targets[0], ast.Name)):
+                raise ValueError(f"line {statement.lineno} is not a 'name = value' assignment")
+            values[statement.targets[0].id] = ast.literal_eval(_DictCalls().visit(statement.value))
+    except (SyntaxError, ValueError) as err:
+        raise CheckpointError(f"{source}: the config stored in it (meta['cfg']) is not plain data ({err}); "
+                              f"{TRUST_HINT}") from None
+    return Config(values)

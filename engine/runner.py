@@ -341,8 +341,16 @@ def build_runner(args: argparse.Namespace, mode: str = "train"):
     return runner
 
 
+def launcher_rank() -> int:
+    """This process's global rank under torchrun, slurm or MPI (0 when not launched)."""
+    for variable in ("RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
+        if os.environ.get(variable, "").isdigit():
+            return int(os.environ[variable])
+    return 0
+
+
 def _holds_work_dir(args: argparse.Namespace) -> bool:
-    return args.launcher == "none" or os.environ.get("RANK", "0") == "0"
+    return args.launcher == "none" or launcher_rank() == 0
 
 
 def train(args: argparse.Namespace) -> None:

@@ -7,14 +7,13 @@ stored config is read as data, never run.
 """
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
-from ffnet.engine.checkpoints import (TRUST_HINT, describe_state_dict, load_file, load_state_dict, trusting,
+from ffnet.engine.checkpoints import (config_from_text, describe_state_dict, load_file, load_state_dict,
                                       unwrap_state_dict)
 from ffnet.engine.errors import CheckpointError
 from ffnet.engine.files import atomic_path
@@ -46,26 +45,14 @@ class Generator:
                              f"(ids 0-{self.num_classes - 1})")
 
 
-class _DictCalls(ast.NodeTransformer):
-    """``dict(a=1, b=2)`` → ``{'a': 1, 'b': 2}``, so that :func:`ast.literal_eval` accepts mmengine's pretty text."""
-
-    def visit_Call(self, node: ast.Call) -> ast.AST:
-        self.generic_visit(node)
-        if isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args \
-                and all(k.arg is not None for k in node.keywords):
-            return ast.Dict([ast.Constant(k.arg) for k in node.keywords], [k.value for k in node.keywords])
-        return node
-
-
 def stored_config(checkpoint: Mapping[str, Any], source: str):
     """The mmengine ``Config`` a checkpoint carries as text in ``meta['cfg']``, read as data.
 
     mmengine writes it as ``name = <literal>`` lines (``Config.pretty_text``); executing it, as
     ``Config.fromstring`` does, would run whatever code the file holds, so only literals and
-    ``dict(...)`` are accepted (anything else only with the trust opt-in).
+    ``dict(...)`` are accepted (anything else only with the trust opt-in; see
+    :func:`ffnet.engine.checkpoints.config_from_text`).
     """
-    from mmengine.config import Config
-
     meta = checkpoint.get("meta") if isinstance(checkpoint, Mapping) else None
     text = meta.get("cfg") if isinstance(meta, Mapping) else None
     if not isinstance(text, str):
@@ -77,19 +64,7 @@ def stored_config(checkpoint: Mapping[str, Any], source: str):
         raise CheckpointError(f"{source}: carries no config (meta['cfg']), so the model cannot be rebuilt from it "
                               f"(the file looks like {describe_state_dict(weights)}); give a checkpoint of "
                               "`ffnet generation train` or of `ffnet generation convert`")
-    if trusting():
-        return Config.fromstring(text, ".py")
-    values = {}
-    try:
-        for statement in ast.parse(text).body:
-            if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1
-                    and isinstance(statement.targets[0], ast.Name)):
-                raise ValueError(f"line {statement.lineno} is not a 'name = value' assignment")
-            values[statement.targets[0].id] = ast.literal_eval(_DictCalls().visit(statement.value))
-    except (SyntaxError, ValueError) as err:
-        raise CheckpointError(f"{source}: the config stored in it (meta['cfg']) is not plain data ({err}); "
-                              f"{TRUST_HINT}") from None
-    return Config(values)
+    return config_from_text(text, source)
 
 
 def load_generator(checkpoint: str | Path, vae_path: str | Path | None = None,

@@ -5,7 +5,6 @@ data, never run.
 """
 from __future__ import annotations
 
-import ast
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -13,45 +12,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from ffnet.engine.checkpoints import TRUST_HINT, load_file, load_state_dict, trusting, unwrap_state_dict
+from ffnet.engine.checkpoints import config_from_text, load_file, load_state_dict, unwrap_state_dict
 from ffnet.engine.errors import CheckpointError
 from ffnet.engine.files import atomic_path
 from ffnet.pointcloud.tester import intersection_and_union, segmentation_metrics, vote_fragments
-
-
-class _DictCalls(ast.NodeTransformer):
-    """``dict(a=1, b=2)`` → ``{'a': 1, 'b': 2}``, so that :func:`ast.literal_eval` accepts mmengine's pretty text."""
-
-    def visit_Call(self, node: ast.Call) -> ast.AST:
-        self.generic_visit(node)
-        if isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args \
-                and all(k.arg is not None for k in node.keywords):
-            return ast.Dict([ast.Constant(k.arg) for k in node.keywords], [k.value for k in node.keywords])
-        return node
-
-
-def stored_config(text: str, source: str):
-    """The Runner config a checkpoint carries as text (``meta['cfg']``), read as data.
-
-    mmengine writes it as ``name = <literal>`` lines (``Config.pretty_text``); executing it, as
-    ``Config.fromstring`` does, would run whatever code the file holds, so only literals and
-    ``dict(...)`` are accepted (anything else only with the trust opt-in).
-    """
-    from mmengine.config import Config
-
-    if trusting():
-        return Config.fromstring(text, ".py")
-    values = {}
-    try:
-        for statement in ast.parse(text).body:
-            if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1
-                    and isinstance(statement.targets[0], ast.Name)):
-                raise ValueError(f"line {statement.lineno} is not a 'name = value' assignment")
-            values[statement.targets[0].id] = ast.literal_eval(_DictCalls().visit(statement.value))
-    except (SyntaxError, ValueError) as err:
-        raise CheckpointError(f"{source}: the config stored in it (meta['cfg']) is not plain data ({err}); "
-                              f"{TRUST_HINT}") from None
-    return Config(values)
 
 
 def load_checkpoint_and_config(checkpoint: str | os.PathLike, config: str | os.PathLike | None = None):
@@ -68,7 +32,7 @@ def load_checkpoint_and_config(checkpoint: str | os.PathLike, config: str | os.P
     if config is not None:
         runner_cfg = to_runner_config(load_pointcept_config(config), work_dir=".")
     elif isinstance(text, str):
-        runner_cfg = stored_config(text, source)
+        runner_cfg = config_from_text(text, source)
     else:
         raise CheckpointError(f"{source}: carries no config (it was not written by `ffnet pointcloud train`); "
                               "pass --config")

@@ -27,6 +27,7 @@ import torch
 from mmengine.model import BaseModel
 
 from ffnet.engine.checkpoints import register_describer
+from ffnet.engine.runner import launcher_rank
 from ffnet.pointcloud.model import build_segmentor
 from ffnet.pointcloud.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS, SCOPE
 
@@ -305,12 +306,6 @@ def build_runner(config: str | os.PathLike, work_dir: str | os.PathLike | None =
     return runner
 
 
-def _launcher_rank(launcher: str) -> int:
-    """This process's global rank as its launcher tells it, before the process group exists."""
-    variable = {"slurm": "SLURM_PROCID", "mpi": "OMPI_COMM_WORLD_RANK"}.get(launcher, "RANK")
-    return int(os.environ.get(variable, os.environ.get("RANK", 0)))
-
-
 def train(config: str | os.PathLike, work_dir: str | os.PathLike | None = None, *, launcher: str = "none",
           **options: Any):
     """Train with :func:`build_runner` (same arguments), holding ``work_dir`` for the whole run; returns the Runner.
@@ -321,7 +316,7 @@ def train(config: str | os.PathLike, work_dir: str | os.PathLike | None = None, 
     from ffnet.engine.files import RunLock
 
     work_dir = work_dir or default_work_dir(config)
-    holds = launcher == "none" or _launcher_rank(launcher) == 0
+    holds = launcher == "none" or launcher_rank() == 0
     with RunLock(work_dir) if holds else contextlib.nullcontext():
         runner = build_runner(config, work_dir, launcher=launcher, **options)
         runner.train()

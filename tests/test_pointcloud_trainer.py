@@ -14,7 +14,8 @@ from ffnet.engine.checkpoints import load_file
 from ffnet.engine.errors import CheckpointError, RunFolderBusy
 from ffnet.main import main
 from ffnet.pointcloud.model import build_segmentor
-from ffnet.pointcloud.predict import predict_scene, stored_config
+from ffnet.engine.checkpoints import config_from_text
+from ffnet.pointcloud.predict import predict_scene
 from ffnet.pointcloud.synthetic import synthetic_room, write_release_scene, write_scannet_scene
 from ffnet.pointcloud.trainer import (build_runner, describe_point_state_dict, load_pointcept_config, to_runner_config,
                                       train)
@@ -82,7 +83,7 @@ def test_train_resume_test_and_predict(tmp_path, data_root, capsys):
 
     first = load_file(work / "epoch_2.pth")  # mmengine's checkpoints load weights-only (no trust needed)
     text = first["meta"]["cfg"]
-    assert stored_config(text, "epoch_2.pth").to_dict() == Config.fromstring(text, ".py").to_dict()
+    assert config_from_text(text, "epoch_2.pth").to_dict() == Config.fromstring(text, ".py").to_dict()
     (work / "epoch_2.pth").unlink()
     train("scannet-ffnet", work, options=TINY, data_root=str(data_root), resume=str(work / "epoch_1.pth"))
     second = load_file(work / "epoch_2.pth")
