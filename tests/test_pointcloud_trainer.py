@@ -10,11 +10,10 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from ffnet.engine.checkpoints import load_file
+from ffnet.engine.checkpoints import config_from_text, load_file
 from ffnet.engine.errors import CheckpointError, RunFolderBusy
 from ffnet.main import main
 from ffnet.pointcloud.model import build_segmentor
-from ffnet.engine.checkpoints import config_from_text
 from ffnet.pointcloud.predict import predict_scene
 from ffnet.pointcloud.synthetic import synthetic_room, write_release_scene, write_scannet_scene
 from ffnet.pointcloud.trainer import (build_runner, describe_point_state_dict, load_pointcept_config, to_runner_config,
