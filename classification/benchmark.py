@@ -11,8 +11,6 @@ import argparse
 import builtins
 import copy
 import os
-import statistics
-import time
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,19 +33,12 @@ QUICK_SIZE = 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ffnet.tables import DEFAULT_OUT_DIR
+    from ffnet.engine.bench import add_bench_arguments
 
     parser.add_argument("--models", nargs="+", default=list(FFNETS + BASELINES),
                         help="timm model names (FFNets are built deployed; default: FFNet-1..4 and the baselines)")
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 16])
-    parser.add_argument("--rounds", type=int, default=3, help="measurement rounds, model order rotated each round")
-    parser.add_argument("--warmup", type=int, default=1, help="warm-up iterations per model, layout and batch size")
-    parser.add_argument("--seconds-per-measure", type=float, default=1.0,
-                        help="each measurement runs at least this long (and at least one iteration)")
+    add_bench_arguments(parser, rounds=3, warmup=1, seconds=1.0, batch_sizes=(1, 16))
     parser.add_argument("--compile", action="store_true", help="torch.compile every model (same treatment for all)")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
-                        help="where to measure (default: cpu, plus cuda when available)")
     parser.add_argument("--authors-code", type=Path, metavar="DIR",
                         help="checkout of github.com/ysj9909/FFNet: also measure its deployed FFNet-1")
     parser.add_argument("--steps", action="store_true",
@@ -56,7 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke test only: {QUICK_SIZE}x{QUICK_SIZE} inputs, one short pass per measurement "
                              "(not a benchmark)")
-    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
 
 
 @dataclass
@@ -68,7 +58,7 @@ class Entry:
     resolution: int
     params: int
     macs: float
-    throughput: dict = field(default_factory=dict)  # (device, batch) -> list of img/s per round
+    timing: dict = field(default_factory=dict)  # (device, batch) -> Timing of one batch
     layout: dict = field(default_factory=dict)  # (device, batch) -> 'contiguous' | 'channels_last'
 
 
@@ -146,48 +136,6 @@ def load_authors_ffnet_1(checkout: Path):
     return model, 256
 
 
-def count_macs(model, resolution: int) -> float:
-    """fvcore MACs (one fused multiply-add = 1) for one image; attention counted on its unfused path."""
-    import torch
-    from fvcore.nn import FlopCountAnalysis
-
-    fused = [(m, m.fused_attn) for m in model.modules() if isinstance(getattr(m, "fused_attn", None), bool)]
-    for m, _ in fused:
-        m.fused_attn = False
-    try:
-        with torch.no_grad():
-            analysis = FlopCountAnalysis(model, torch.randn(1, 3, resolution, resolution))
-            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
-            return float(analysis.total())
-    finally:
-        for m, value in fused:
-            m.fused_attn = value
-
-
-def _run(model, images, device: str) -> None:
-    model(images)
-    if device == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
-
-
-def measure(model, images, device: str, seconds: float) -> float:
-    """Images per second: batch size / the median time of the passes run in ``seconds`` (at least one).
-
-    The median over single passes keeps a pass slowed by another process from skewing the figure.
-    """
-    times = []
-    start = time.perf_counter()
-    while True:
-        begin = time.perf_counter()
-        _run(model, images, device)
-        end = time.perf_counter()
-        times.append(end - begin)
-        if end - start >= seconds:
-            return images.shape[0] / statistics.median(times)
-
-
 def _prepare(module, device: str, batch: int, resolution: int, layout: str, compiled: bool):
     """``(callable model, images)``: a copy of ``module`` on ``device`` in ``layout``, and a batch in it."""
     import torch
@@ -200,13 +148,15 @@ def _prepare(module, device: str, batch: int, resolution: int, layout: str, comp
 
 def benchmark(entries: list[Entry], devices: list[str], batch_sizes: list[int], rounds: int, warmup: int,
               seconds: float, compiled: bool, log: Callable[[str], None] = print) -> None:
-    """Fill ``entry.throughput`` / ``entry.layout`` for every device and batch size.
+    """Fill ``entry.timing`` / ``entry.layout`` for every device and batch size.
 
-    Per device and batch size: each model is tried in both layouts (after ``warmup`` passes; at least
-    one when compiling, so compilation is never timed), the faster is kept, then ``rounds`` rounds
-    measure every model once each, starting one model later every round.
+    Per device and batch size: each model is measured in both layouts (after ``warmup`` passes; at least
+    one when compiling, so compilation is never timed) and the faster is kept; then
+    :func:`ffnet.engine.bench.time_interleaved` measures all models in ``rounds`` rotated rounds.
     """
     import torch
+
+    from ffnet.engine.bench import time_interleaved
 
     if compiled:
         warmup = max(warmup, 1)
@@ -215,31 +165,32 @@ def benchmark(entries: list[Entry], devices: list[str], batch_sizes: list[int], 
             for batch in batch_sizes:
                 kept = {}
                 for entry in entries:
-                    best_speed = -1.0
-                    for layout in ("contiguous", "channels_last"):
-                        model, images = _prepare(entry.module, device, batch, entry.resolution, layout, compiled)
-                        for _ in range(warmup):
-                            _run(model, images, device)
-                        speed = measure(model, images, device, seconds)
-                        if speed > best_speed:
-                            best_speed, entry.layout[device, batch], kept[entry.name] = speed, layout, (model, images)
-                    log(f"{device} bs{batch} {entry.name}: {entry.layout[device, batch]} ({best_speed:.1f} img/s)")
-                for round_index in range(rounds):
-                    shift = round_index % len(entries)
-                    for entry in entries[shift:] + entries[:shift]:
-                        model, images = kept[entry.name]
-                        entry.throughput.setdefault((device, batch), []).append(
-                            measure(model, images, device, seconds))
-                    log(f"{device} bs{batch} round {round_index + 1}/{rounds} done")
+                    prepared = {layout: _prepare(entry.module, device, batch, entry.resolution, layout, compiled)
+                                for layout in ("contiguous", "channels_last")}
+                    trial = time_interleaved({layout: (lambda m=m, x=x: m(x)) for layout, (m, x) in prepared.items()},
+                                             rounds=1, warmup=warmup, seconds=seconds, device=device)
+                    layout = min(trial, key=lambda key: trial[key].median)
+                    entry.layout[device, batch], kept[entry.name] = layout, prepared[layout]
+                    log(f"{device} bs{batch} {entry.name}: {layout} ({batch / trial[layout].median:.1f} img/s)")
+                timings = time_interleaved({name: (lambda m=m, x=x: m(x)) for name, (m, x) in kept.items()},
+                                           rounds=rounds, warmup=0, seconds=seconds, device=device,
+                                           log=lambda line: log(f"{device} bs{batch} {line}"))
+                for entry in entries:
+                    entry.timing[device, batch] = timings[entry.name]
                 kept.clear()
-                if device == "cuda":
+                if torch.device(device).type == "cuda":
                     torch.cuda.empty_cache()
 
 
+def _speed(entry: Entry, key) -> float:
+    """Images per second: batch size / the median seconds of one batch."""
+    return key[1] / entry.timing[key].median
+
+
 def _ratio(entries: dict[str, Entry], name: str, other: str, key) -> float | None:
-    if name not in entries or other not in entries or key not in entries[other].throughput:
+    if name not in entries or other not in entries or key not in entries[other].timing:
         return None
-    return statistics.median(entries[name].throughput[key]) / statistics.median(entries[other].throughput[key])
+    return _speed(entries[name], key) / _speed(entries[other], key)
 
 
 def make_rows(entries: list[Entry], devices: list[str], batch_sizes: list[int]) -> list[dict]:
@@ -250,10 +201,8 @@ def make_rows(entries: list[Entry], devices: list[str], batch_sizes: list[int]) 
             row = {"model": entry.name, "device": device, "res": entry.resolution,
                    "params (M)": round(entry.params / 1e6, 2), "MACs (G)": round(entry.macs / 1e9, 3)}
             for batch in batch_sizes:
-                speeds = entry.throughput[device, batch]
-                median = statistics.median(speeds)
-                row[f"bs{batch} img/s"] = round(median, 2)
-                row[f"bs{batch} spread %"] = round(100 * (max(speeds) - min(speeds)) / median, 1)
+                row[f"bs{batch} img/s"] = round(_speed(entry, (device, batch)), 2)
+                row[f"bs{batch} spread %"] = round(100 * entry.timing[device, batch].spread, 1)
                 row[f"bs{batch} layout"] = entry.layout[device, batch]
                 ratio = _ratio(by_name, entry.name, REFERENCE, (device, batch))
                 row[f"bs{batch} x{REFERENCE}"] = None if ratio is None else round(ratio, 3)
@@ -286,45 +235,32 @@ def target_notes(entries: list[Entry], devices: list[str], batch_sizes: list[int
 
 
 def plot(entries: list[Entry], devices: list[str], batch_sizes: list[int], path: Path) -> None:
-    import matplotlib
+    from ffnet.engine.bench import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(devices), len(batch_sizes), figsize=(5.5 * len(batch_sizes), 4.2 * len(devices)),
-                             squeeze=False)
-    for i, device in enumerate(devices):
-        for j, batch in enumerate(batch_sizes):
-            ax = axes[i][j]
-            for index, entry in enumerate(entries):
-                speed = statistics.median(entry.throughput[device, batch])
-                ours = entry.name.startswith("ffnet") and entry.name != AUTHORS
-                ax.scatter(entry.params / 1e6, speed, marker="*" if ours else "o", s=120 if ours else 45,
-                           color="tab:red" if ours else "tab:blue")
-                ax.annotate(entry.name.replace("_patch4_window7_224", ""), (entry.params / 1e6, speed),
-                            textcoords="offset points", xytext=(4, 4 if index % 2 else -10), fontsize=7)
-            ax.set_xlabel("parameters (M, deployed)")
-            ax.set_ylabel("images / s")
-            ax.set_title(f"{device.upper()}, batch {batch}")
-            ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, len(devices), len(batch_sizes), (5.5 * len(batch_sizes), 4.2 * len(devices))) as (_, axes):
+        for i, device in enumerate(devices):
+            for j, batch in enumerate(batch_sizes):
+                ax = axes[i][j]
+                for index, entry in enumerate(entries):
+                    speed = _speed(entry, (device, batch))
+                    ours = entry.name.startswith("ffnet") and entry.name != AUTHORS
+                    ax.scatter(entry.params / 1e6, speed, marker="*" if ours else "o", s=120 if ours else 45,
+                               color="tab:red" if ours else "tab:blue")
+                    ax.annotate(entry.name.replace("_patch4_window7_224", ""), (entry.params / 1e6, speed),
+                                textcoords="offset points", xytext=(4, 4 if index % 2 else -10), fontsize=7)
+                ax.set_xlabel("parameters (M, deployed)")
+                ax.set_ylabel("images / s")
+                ax.set_title(f"{device.upper()}, batch {batch}")
+                ax.grid(alpha=0.3)
 
 
 def run(args: argparse.Namespace):
     """Build, count and time every model; return the ``BenchmarkResult`` for ``ffnet bench classification``."""
     import torch
 
-    from ffnet.tables import BenchmarkResult
+    from ffnet.engine.bench import BenchmarkResult, count_macs, count_parameters, setup_bench
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if min(args.batch_sizes) < 1 or args.rounds < 1 or args.warmup < 0 or args.seconds_per_measure < 0:
-        raise ValueError("--batch-sizes and --rounds must be >= 1, --warmup and --seconds-per-measure >= 0")
-    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    if "cuda" in devices and not torch.cuda.is_available():
-        raise RuntimeError("--devices cuda: CUDA is not available here")
+    devices = setup_bench(args)
     seconds, rounds, warmup = args.seconds_per_measure, args.rounds, args.warmup
     if args.quick:
         seconds, rounds, warmup = 0.0, 1, 0
@@ -340,8 +276,9 @@ def run(args: argparse.Namespace):
         module, resolution = builder()
         if args.quick:
             resolution = QUICK_SIZE
-        params = sum(p.numel() for p in module.parameters())
-        entries.append(Entry(name, module, resolution, params, count_macs(module, resolution)))
+        params = count_parameters(module)
+        entries.append(Entry(name, module, resolution, params, count_macs(module, torch.randn(1, 3, resolution,
+                                                                                                resolution))))
         print(f"built {name}: {params / 1e6:.2f}M params, {entries[-1].macs / 1e9:.3f} GMACs at {resolution}",
               flush=True)
 
@@ -350,11 +287,11 @@ def run(args: argparse.Namespace):
     rows = make_rows(entries, devices, args.batch_sizes)
     mode = "torch.compile" if args.compile else "eager"
     notes = [
-        "MACs (fvcore; 1 FMA = 1) of the deployed model for one image at the listed resolution; timm attention "
-        "is counted on its unfused path. Params are deployed counts.",
+        "MACs (ffnet.engine.bench.count_macs: fvcore rules, 1 FMA = 1) of the deployed model for one image at the "
+        "listed resolution; attention is counted as its two matmuls. Params are deployed counts.",
         f"Throughput: {mode}, float32, torch.inference_mode, eval mode, random weights; median of {rounds} "
         f"round(s), model order rotated every round; each round's figure is batch size / the median time of the "
-        f"passes in >= {seconds:g} s (at least one pass); spread = (max - min) / median over rounds; "
+        f"passes in >= {seconds:g} s (at least one pass); img/s = batch size / the median over rounds; spread = (max - min) / median over rounds; "
         "layout = the faster of contiguous and channels_last for that device and batch size (chosen per run). "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}.",
         "Resolution per model: " + ", ".join(f"{e.name} {e.resolution}" for e in entries) + ".",

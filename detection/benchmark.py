@@ -28,27 +28,20 @@ SWIN_T = dict(type="SwinTransformer", embed_dims=96, depths=[2, 2, 6, 2], num_he
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ffnet.tables import DEFAULT_OUT_DIR
+    from ffnet.engine.openmmlab.benchmark import add_dense_arguments
 
-    parser.add_argument("--models", nargs="+", choices=DETECTORS, default=list(DETECTORS))
-    parser.add_argument("--height", type=int, default=320, help="input height (default 320; COCO tests at 800)")
-    parser.add_argument("--width", type=int, default=512, help="input width (default 512; COCO tests at 1333)")
+    add_dense_arguments(parser, DETECTORS, 320, 512, "COCO tests at 800x1333")
     parser.add_argument("--proposals", type=int, default=300,
                         help="RoIs through the box heads (default 300; mmdet's test setting and FLOP tables use 1000)")
     parser.add_argument("--mask-rois", type=int, default=50,
                         help="RoIs through the mask heads (default 50; FLOP tables use 100)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed passes per model, model order rotated")
-    parser.add_argument("--warmup", type=int, default=0,
-                        help="untimed passes per model before timing (default 0: the MAC count already ran each graph)")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
 
 
 def _detector_config(name: str):
     from mmengine.config import Config
 
     import ffnet.detection
-    from ffnet.classification.openmmlab.benchmark import package_config
+    from ffnet.engine.openmmlab.benchmark import package_config
 
     if name.startswith("ffnet-2"):
         cfg = Config.fromfile(str(Path(ffnet.detection.__file__).parent / "configs" / FFNET_CONFIG))
@@ -85,52 +78,42 @@ def detector_forward(model, rois, mask_rois: int) -> Callable[[object], object]:
     return forward
 
 
-def run(args: argparse.Namespace):
-    """Build, count and time the detectors; the ``BenchmarkResult`` of ``ffnet bench detection``."""
-    import torch
-
-    from ffnet.classification.openmmlab.benchmark import Graph, Measured, build_from_config, count_macs, make_rows, \
-        plot_latency, time_models
+def build(name: str, device: str, args: argparse.Namespace):
+    """The detector ``name`` on ``device`` as a ``Measured``: graphs ``'features'`` and ``'model'``."""
     from ffnet.core import fuse_for_inference, reparameterize
-    from ffnet.tables import BenchmarkResult
+    from ffnet.engine.bench import count_parameters
+    from ffnet.engine.openmmlab.benchmark import Measured, build_from_config
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.height < 64 or args.width < 64 or args.rounds < 1 or args.warmup < 0 or args.proposals < 1:
-        raise ValueError("--height/--width must be >= 64, --rounds and --proposals >= 1, --warmup >= 0")
-    height, width = args.height, args.width
-    torch.manual_seed(0)
-    inputs = torch.randn(1, 3, height, width)
-    rois = fixed_proposals(height, width, args.proposals)
+    model = build_from_config(_detector_config(name), default_scope="mmdet")
+    if name.endswith("deployed"):
+        fuse_for_inference(reparameterize(model))
+    model.to(device)
+    rois = fixed_proposals(args.height, args.width, args.proposals).to(device)
+    backbone = type(model.backbone).__name__
+    return Measured(name, "FFNet-2" if backbone == "FFNet" else backbone, model,
+                    {"features": model.extract_feat, "model": detector_forward(model, rois, args.mask_rois)},
+                    params=count_parameters(model))
+
+
+def run(args: argparse.Namespace):
+    """Build, count and time the detectors; the ``BenchmarkResult`` of ``ffnet detection bench``."""
+    from ffnet.engine.bench import setup_bench
+    from ffnet.engine.errors import UserError
+    from ffnet.engine.openmmlab.benchmark import COUNTER, dense_result, run_dense
+
+    devices = setup_bench(args)
+    if args.proposals < 1 or args.mask_rois < 1:
+        raise UserError(f"--proposals and --mask-rois must be >= 1 (got {args.proposals}, {args.mask_rois})")
     labels = {"features": "backbone+FPN", "model": "detector"}
-    entries = []
-    for name in args.models:
-        model = build_from_config(_detector_config(name), default_scope="mmdet")
-        if name.endswith("deployed"):
-            fuse_for_inference(reparameterize(model))
-        graphs = {"features": Graph(model.extract_feat), "model": Graph(detector_forward(model, rois, args.mask_rois))}
-        for graph in graphs.values():
-            graph.macs = count_macs(graph.forward, model, inputs)
-        backbone = type(model.backbone).__name__
-        entries.append(Measured(name, "FFNet-2" if backbone == "FFNet" else backbone,
-                                sum(p.numel() for p in model.parameters()),
-                                sum(p.numel() for p in model.backbone.parameters()), graphs))
-        print(f"built {name}: {entries[-1].params / 1e6:.2f}M params, "
-              f"{graphs['model'].macs / 1e9:.1f} GMACs", flush=True)
-    time_models(entries, inputs, args.rounds, args.warmup, log=lambda line: print(line, flush=True))
-    rows = make_rows(entries, REFERENCE, labels)
+    rows, measured = run_dense(args, devices, lambda name, device: build(name, device, args), labels, REFERENCE)
     notes = [
-        f"Input 1x3x{height}x{width} (reduced from COCO's 800x1333 test size), batch 1, float32, eval mode, random "
-        f"weights, torch.inference_mode, {torch.get_num_threads()} threads; latency = median of {args.rounds} timed "
-        f"passes after the MAC-count pass and {args.warmup} warm-up pass(es), model order rotated each round; "
-        "spread = (max - min) / median.",
         f"'detector' graph: backbone, FPN, RPN head, the three cascade box heads on {args.proposals} fixed proposals "
         f"and the three mask heads on the first {args.mask_rois}: the graph of mmdet 2.x forward_dummy, which "
         "detection FLOP tables run with 1000 and 100 (--proposals 1000 --mask-rois 100); no NMS or "
         "post-processing. The heads cost the same for every backbone and do not shrink with the input, so at "
         "reduced resolution they dominate the detector figures; 'backbone+FPN' is the part that differs.",
-        "GMACs: mmengine.analysis FlopAnalyzer (fvcore rules, 1 FMA = 1); mmcv's RoIAlign and activations are not "
-        "counted. Params: all detector parameters; ffnet-2 is the train-time model, ffnet-2-deployed is "
+        f"{COUNTER}; mmcv's RoIAlign and activations are not counted. Params: all detector parameters; ffnet-2 is "
+        "the train-time model, ffnet-2-deployed is "
         "ffnet.core.reparameterize(detector) (BN and 3x3 side branches folded), then ffnet.core.fuse_for_inference "
         "(GELUs and residual additions as oneDNN post-ops of the convs; MACs counted on the plain ops).",
         "ConvNeXt-T: mmdet's cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py "
@@ -139,6 +122,6 @@ def run(args: argparse.Namespace):
         "Paper (COCO val2017, Cascade Mask R-CNN 3x): FFNet-2 51.8 box AP / 44.9 mask AP; the paper gives no "
         "detector FLOPs or CPU latency.",
     ]
-    title = f"Cascade Mask R-CNN 3x, FFNet-2 vs ConvNeXt-T vs Swin-T: size and CPU latency at {height}x{width}"
-    return BenchmarkResult(name="detection", title=title, rows=rows, notes=notes,
-                           plot=lambda path: plot_latency(entries, labels, title, path))
+    title = f"Cascade Mask R-CNN 3x, FFNet-2 vs ConvNeXt-T vs Swin-T: size and latency at {args.height}x{args.width}"
+    return dense_result("detection", title, args, rows, measured, labels, "reduced from COCO's 800x1333 test size",
+                        notes)

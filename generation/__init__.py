@@ -4,17 +4,11 @@ Submodules: ``models`` (UDiT, presets, ``create_model``), ``diffusion`` (schedul
 sampler), ``training`` (mmengine model/runner), ``sample``, ``fid``, ``data``, ``complexity``.
 Attributes below are imported lazily so that ``ffnet`` commands start fast.
 """
-from importlib import import_module
+from ffnet.engine.lazy import lazy_exports
 
-_EXPORTS = {
-    "UDiT": "models", "create_model": "models", "ARCHITECTURES": "models", "convert_official_state_dict": "models",
-    "HybridLoss": "diffusion", "make_scheduler": "diffusion", "sample": "diffusion",
-    "LatentDiffusion": "training", "count_macs": "complexity", "count_parameters": "complexity",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(f"ffnet.generation.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'ffnet.generation' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, {
+    "models": ("UDiT", "create_model", "ARCHITECTURES", "convert_official_state_dict"),
+    "diffusion": ("HybridLoss", "make_scheduler", "sample"),
+    "training": ("LatentDiffusion",),
+    "complexity": ("count_macs", "count_parameters"),
+})

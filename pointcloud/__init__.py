@@ -4,11 +4,9 @@ Model, Pointcept-format data and transforms, the standalone mmengine trainer and
 the Pointcept plugin (``import ffnet.pointcloud.pointcept``). Names resolve lazily, so that the
 ``ffnet`` command (which imports ``ffnet.pointcloud.commands``) starts without loading torch.
 """
-from __future__ import annotations
+from ffnet.engine.lazy import lazy_exports
 
-import importlib
-
-_EXPORTS = {
+__getattr__, __all__ = lazy_exports(__name__, {
     "model": ("ARCHS", "FFNetPointBackbone", "FFNetPointSegmentor", "build_backbone", "build_segmentor",
               "ffnet_point_block", "set_sparse_backend"),
     "structure": ("PointCloud", "point_cloud_from_dict"),
@@ -19,12 +17,4 @@ _EXPORTS = {
     "trainer": ("build_runner", "load_pointcept_config", "to_runner_config"),
     "checkpoint": ("convert_release_state_dict",),
     "predict": ("predict_scene",),
-}
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'ffnet.pointcloud' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ffnet.pointcloud.{_WHERE[name]}"), name)
+})

@@ -6,7 +6,7 @@ from typing import Tuple
 
 from torch import nn
 
-from ffnet.classification.openmmlab import deploy as openmmlab_deploy
+from ffnet.engine.openmmlab import deploy as openmmlab_deploy
 
 __all__ = ["DEPLOYABLE", "reparameterize_segmentor", "deploy_checkpoint"]
 
@@ -28,7 +28,7 @@ def deploy_checkpoint(config: str, checkpoint: str, out: str, input_size: Tuple[
                       atol: float = 1e-3) -> Tuple[Path, Path, float]:
     """Fold a trained segmentor and write ``out`` (weights) and ``<out stem>.py`` (its ``deploy=True`` config).
 
-    :func:`ffnet.classification.openmmlab.deploy.deploy_checkpoint` for the FFNet, FFNetSeg and FFNetHead
+    :func:`ffnet.engine.openmmlab.deploy.deploy_checkpoint` for the FFNet, FFNetSeg and FFNetHead
     parts, in the ``'mmseg'`` scope unless the config names another; the backbone features and logits of
     the folded and train-time models on a ``(1, 3, *input_size)`` batch must agree within ``atol``.
     Returns ``(checkpoint, config, max difference)``.

@@ -469,7 +469,7 @@ def foreign_scope():
 def test_deploy_and_benchmark_build_in_the_mmdet_scope_whatever_scope_is_current(tmp_path, foreign_scope):
     """mmengine resolves even ``mmdet.registry.MODELS.build`` in the current scope; ``ffnet det deploy`` and the
     benchmark's builder build in mmdet's scope and leave the caller's scope current."""
-    from ffnet.classification.openmmlab.benchmark import build_from_config
+    from ffnet.engine.openmmlab.benchmark import build_from_config
     from ffnet.main import main
 
     cfg = Config.fromfile(str(CONFIGS[0]))

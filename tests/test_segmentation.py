@@ -189,7 +189,7 @@ def test_whole_segmentor_reparameterizes_and_deploys(tmp_path):
 def test_deploy_and_benchmark_build_in_the_mmseg_scope_whatever_scope_is_current(tmp_path, foreign_scope):
     """mmengine resolves even ``mmseg.registry.MODELS.build`` in the current scope; ``ffnet seg deploy`` and the
     benchmark's builder build in mmseg's scope and leave the caller's scope current."""
-    from ffnet.classification.openmmlab.benchmark import build_from_config
+    from ffnet.engine.openmmlab.benchmark import build_from_config
     from ffnet.main import main
 
     cfg = Config.fromfile(str(CONFIGS[0]))  # UperNet + FFNet-2, one block per stage

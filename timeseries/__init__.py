@@ -3,11 +3,9 @@
 Names resolve lazily so that ``ffnet`` (which imports ``ffnet.timeseries.commands``) starts
 without loading torch or pandas.
 """
-from __future__ import annotations
+from ffnet.engine.lazy import lazy_exports
 
-import importlib
-
-_EXPORTS = {
+__getattr__, __all__ = lazy_exports(__name__, {
     "model": ("FFNetTS", "FFNetTSConfig", "MODELS", "create_model", "count_parameters", "load_authors_state_dict",
               "convert_authors_state_dict", "config_from_authors_state_dict"),
     "data": ("STANDARD_DATASETS", "HORIZONS", "read_series", "series_from_frame", "load_standard", "make_splits",
@@ -15,12 +13,4 @@ _EXPORTS = {
     "train": ("TrainConfig", "paper_configs", "fit", "train_model", "evaluate", "load_checkpoint"),
     "forecast": ("forecast_csv", "forecast_series", "convert_authors_checkpoint"),
     "grid": ("run_grid", "grid_result"),
-}
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'ffnet.timeseries' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ffnet.timeseries.{_WHERE[name]}"), name)
+})

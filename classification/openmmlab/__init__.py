@@ -1,13 +1,10 @@
-"""ffnet.classification.openmmlab: the OpenMMLab glue that ffnet.detection and ffnet.segmentation share.
+"""ffnet.classification.openmmlab: the FFNet classifier as an OpenMMLab backbone.
 
 * :mod:`.backbone`: ``FFNet``, the FFNet-1..4 multi-scale backbone (mmengine ``BaseModule``) built
-  from the classification stem and stages, and the checkpoint readers;
-* :mod:`.layer_decay`: ``FFNetLayerDecayOptimizerConstructor``, the authors' layer-wise lr decay;
-* :mod:`.scope`: building models from configs in a fixed registry scope, whatever scope is current;
-* :mod:`.deploy`: re-parameterizing a trained OpenMMLab model and writing its deploy=True config;
-* :mod:`.benchmark`: MAC counting, timing, table rows and plots of the dense-prediction benchmarks.
+  from the classification stem and stages, and the checkpoint readers.
 
-Nothing is imported here: ``ffnet.classification`` stays timm-only, and these modules (which need
-mmengine) load only when a dense-prediction package or user imports them. The registrations into
-mmdet's and mmseg's registries are done by ``ffnet.detection`` and ``ffnet.segmentation``.
+Nothing is imported here: ``ffnet.classification`` stays timm-only, and the backbone (which needs
+mmengine) loads only when a dense-prediction package or user imports it. It is registered into mmdet's
+and mmseg's registries by ``ffnet.detection`` and ``ffnet.segmentation``; the rest of their shared
+OpenMMLab glue (layer decay, deployment, benchmark helpers) is :mod:`ffnet.engine.openmmlab`.
 """

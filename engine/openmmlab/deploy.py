@@ -8,7 +8,6 @@ checkpoint and writes a checkpoint plus a config (``deploy=True`` on the FFNet p
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Collection, List, Optional, Tuple
 
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from ffnet.core import is_reparameterized, reparameterize
+from ffnet.engine.files import save_atomic, write_atomic
 
 # registry types of the FFNet parts that take ``deploy=True`` (the shared mm backbone)
 DEPLOYABLE: Tuple[str, ...] = ("FFNet",)
@@ -64,7 +64,7 @@ def deploy_checkpoint(config: str, checkpoint: str, out: str, input_size: Tuple[
     from mmengine.config import Config
     from mmengine.runner import load_checkpoint
 
-    from ffnet.classification.openmmlab.scope import build_model, config_scope
+    from ffnet.engine.openmmlab.scope import build_model, config_scope
 
     cfg = Config.fromfile(config)
     scope = config_scope(cfg, default_scope)
@@ -85,14 +85,10 @@ def deploy_checkpoint(config: str, checkpoint: str, out: str, input_size: Tuple[
         cfg.default_scope = scope  # the written config then builds in the same scope under ffnet test
     deployed = build_model(cfg, scope)
     deployed.load_state_dict(model.state_dict(), strict=True)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save({"state_dict": model.state_dict(), "meta": dict(deployed_from=str(checkpoint), config=cfg.pretty_text)},
-               tmp)
-    os.replace(tmp, out)
+    out = save_atomic({"state_dict": model.state_dict(),
+                       "meta": dict(deployed_from=str(checkpoint), config=cfg.pretty_text)}, out)
     cfg_path = out.with_suffix(".py")
-    cfg.dump(str(cfg_path))
+    write_atomic(cfg_path, cfg.pretty_text)
     return out, cfg_path, diff
 
 

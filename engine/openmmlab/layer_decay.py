@@ -23,8 +23,6 @@ from mmengine.logging import MMLogger
 from mmengine.optim import DefaultOptimWrapperConstructor
 from torch import nn
 
-from ffnet.classification.openmmlab.backbone import FFNet
-
 _STAGE_PARAM = re.compile(r"backbone\.stages\.(\d+)\.(downsample|blocks\.(\d+))\.")
 
 
@@ -56,7 +54,11 @@ class FFNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
 
     Param groups carry ``lr``, ``lr_scale`` and ``weight_decay``; mmengine's parameter schedulers
     scale each group's lr from its own initial value, so warm-up and steps keep the decay ratios.
+    The model's ``backbone`` must be one of ``BACKBONES`` (registry type names; the FFNet mm backbone
+    of :mod:`ffnet.classification.openmmlab.backbone`), whose parameters follow the layout above.
     """
+
+    BACKBONES = ("FFNet",)
 
     def add_params(self, params: List[Dict[str, Any]], module: nn.Module, **kwargs: Any) -> None:
         cfg = self.paramwise_cfg
@@ -67,8 +69,8 @@ class FFNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         decay_type = cfg.get("decay_type", "layer_wise")
         if decay_type != "layer_wise":
             raise ValueError(f"decay_type {decay_type!r} is not supported: FFNet configs use 'layer_wise'")
-        if not isinstance(getattr(module, "backbone", None), FFNet):
-            found = type(getattr(module, "backbone", None)).__name__
+        found = type(getattr(module, "backbone", None)).__name__
+        if found not in self.BACKBONES:
             raise TypeError(f"FFNetLayerDecayOptimizerConstructor needs a model whose backbone is the FFNet mm "
                             f"backbone (type='FFNet'), got {found}; use another optimizer constructor for it")
         num_layers = int(cfg["num_layers"])
