@@ -320,7 +320,7 @@ class BenchmarkResult:
 
     ``rows`` are dicts with the same keys (the table's columns, in order); ``notes`` are sentences
     printed under the table (protocol, counter used, ratios to the paper); ``plot`` writes a PNG to the
-    path it is given (see :func:`figure`).
+    path it is given (see :func:`figure`); ``also`` are more tables of the same run, written beside it.
     """
 
     name: str
@@ -328,6 +328,7 @@ class BenchmarkResult:
     rows: list[dict]
     notes: list[str] = field(default_factory=list)
     plot: Callable[[Path], None] | None = None
+    also: list["BenchmarkResult"] = field(default_factory=list)
 
 
 def to_markdown(rows: list[dict]) -> str:
@@ -344,7 +345,8 @@ def machine_line() -> str:
 
 
 def write_result(result: BenchmarkResult, out_dir: Path | str = DEFAULT_OUT_DIR) -> Path:
-    """Print the table and write ``<name>.md``, ``<name>.csv`` and ``<name>.png`` (if plotted), each atomically."""
+    """Print the table and write ``<name>.md``, ``<name>.csv`` and ``<name>.png`` (if plotted), each atomically;
+    then the same for every table of ``result.also``. Returns the first table's ``.md``."""
     if not result.rows:
         raise ValueError(f"benchmark {result.name!r} produced no rows")
     out_dir = Path(out_dir)
@@ -362,6 +364,8 @@ def write_result(result: BenchmarkResult, out_dir: Path | str = DEFAULT_OUT_DIR)
     write_atomic(out_dir / f"{result.name}.csv", table.getvalue())
     md = write_atomic(out_dir / f"{result.name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
+    for more in result.also:
+        write_result(more, out_dir)
     return md
 
 

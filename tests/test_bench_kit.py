@@ -141,7 +141,8 @@ def test_write_result_writes_markdown_csv_and_plot(tmp_path, capsys):
             axes[0][0].bar(["a", "b"], [1.0, 2.0])
 
     rows = [{"model": "a", "ms": 1.5}, {"model": "b", "ms": 2.25}]
-    result = BenchmarkResult(name="toy", title="Toy table", rows=rows, notes=["One note."], plot=plot)
+    more = BenchmarkResult(name="toy_more", title="Second table", rows=[{"n": 1}])
+    result = BenchmarkResult(name="toy", title="Toy table", rows=rows, notes=["One note."], plot=plot, also=[more])
     md = write_result(result, tmp_path / "out")
     assert md == tmp_path / "out" / "toy.md"
     text = md.read_text()
@@ -150,7 +151,9 @@ def test_write_result_writes_markdown_csv_and_plot(tmp_path, capsys):
     assert list(csv.DictReader(open(tmp_path / "out" / "toy.csv"))) == [{"model": "a", "ms": "1.5"},
                                                                           {"model": "b", "ms": "2.25"}]
     assert (tmp_path / "out" / "toy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["toy.csv", "toy.md", "toy.png"]  # no temporaries
-    assert capsys.readouterr().out == text  # the table is also printed
+    assert (tmp_path / "out" / "toy_more.csv").read_bytes() == b"n\r\n1\r\n"  # tables of the same run, beside it
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [  # and no temporaries
+        "toy.csv", "toy.md", "toy.png", "toy_more.csv", "toy_more.md"]
+    assert capsys.readouterr().out.startswith(text)  # the tables are also printed
     with pytest.raises(ValueError, match="produced no rows"):
         write_result(BenchmarkResult(name="empty", title="", rows=[]), tmp_path)
