@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import struct
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from mmengine.dataset import BaseDataset
 from mmengine.registry import DATASETS
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
 
@@ -38,39 +39,86 @@ def benchmark_folder(name: str) -> dict:
     return dict(name=name, hr=f"benchmark/{name}/HR", lr=f"benchmark/{name}/LR_bicubic/X{{scale}}")
 
 
-def read_rgb(path: str | os.PathLike, allow_gray: bool = False) -> np.ndarray:
+def read_rgb(path: str | os.PathLike, allow_gray: bool = False, any_size: bool = False, copy: bool = True
+             ) -> np.ndarray:
     """An 8-bit RGB image ``(H, W, 3)`` uint8.
 
     Grayscale images are replicated to three channels only with ``allow_gray`` (what OpenCV's
-    colour loading does for the benchmark sets); images with alpha are refused.
+    colour loading does for the benchmark sets); other modes (RGBA, 16-bit, CMYK, ...) are refused
+    with the fix (convert the file to 8-bit RGB), as are missing, unreadable and truncated files.
+    ``any_size`` lifts PIL's decompression-bomb limit (for images the user asked to upscale);
+    ``copy=False`` returns a read-only array without the extra copy.
     """
-    with Image.open(path) as image:
-        mode = image.mode
-        if mode == "P":
-            if "transparency" in image.info:
-                raise ValueError(f"{path}: palette image with transparency; flatten it to RGB first "
-                                 "(e.g. Image.open(p).convert('RGB').save(p))")
-            return np.array(image.convert("RGB"))
-        if mode == "RGB":
-            return np.array(image)
-        if mode == "L" and allow_gray:
-            return np.array(image.convert("RGB"))
-        if mode in ("L", "1", "I", "I;16", "F", "LA"):
-            raise ValueError(f"{path}: grayscale image (mode {mode}); FFNet-SR needs 8-bit RGB images - convert it "
-                             "with Image.open(p).convert('RGB') (the model upscales colour images)")
-        if mode in ("RGBA", "RGBa"):
-            raise ValueError(f"{path}: RGBA image; FFNet-SR needs 8-bit RGB - drop or composite the alpha channel "
-                             "first, e.g. Image.open(p).convert('RGB')")
-        raise ValueError(f"{path}: unsupported image mode {mode}; convert it to 8-bit RGB first")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image file" + ("; give a file, not a folder" if path.is_dir()
+                                                                  else "; check the path"))
+    limit = Image.MAX_IMAGE_PIXELS
+    if any_size:
+        Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return _rgb_array(image, path, allow_gray, copy)
+    except UnidentifiedImageError:
+        raise ValueError(f"{path}: not an image file PIL can read; give a PNG, JPEG, BMP, TIFF or WebP "
+                         "image") from None
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"{path}: {err}") from None
+    except (OSError, SyntaxError, struct.error) as err:  # PIL's errors for truncated or corrupt files
+        raise ValueError(f"{path}: the image is truncated or corrupt ({' '.join(str(err).split())}); "
+                         "export or download it again") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _rgb_array(image: Image.Image, path: Path, allow_gray: bool, copy: bool) -> np.ndarray:
+    to_array = np.array if copy else np.asarray
+    mode = image.mode
+    if mode == "RGB":
+        return to_array(image)
+    if mode == "P":
+        if "transparency" in image.info:
+            raise ValueError(f"{path}: palette image with transparency; FFNet-SR needs 8-bit RGB - flatten it "
+                             "first (e.g. Image.open(p).convert('RGB').save(p))")
+        return to_array(image.convert("RGB"))
+    if mode == "L" and allow_gray:
+        return to_array(image.convert("RGB"))
+    if mode in ("L", "1", "I", "I;16", "I;16B", "I;16L", "F", "LA"):
+        raise ValueError(f"{path}: grayscale image (mode {mode}); FFNet-SR needs 8-bit RGB images - convert it "
+                         "first, e.g. Image.open(p).convert('RGB').save(p) (the model upscales colour images)")
+    if mode in ("RGBA", "RGBa"):
+        raise ValueError(f"{path}: RGBA image; FFNet-SR needs 8-bit RGB - drop or composite the alpha channel "
+                         "first, e.g. Image.open(p).convert('RGB').save(p)")
+    raise ValueError(f"{path}: image mode {mode}, not 8-bit RGB; FFNet-SR needs 8-bit RGB images - convert it "
+                     "first, e.g. Image.open(p).convert('RGB').save(p)")
+
+
+def check_output_image_path(path: str | os.PathLike) -> str:
+    """The PIL format an output image ``path`` will be written in; raises for a missing folder or unknown suffix."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path}: the output folder {path.parent} does not exist; create it first "
+                                f"(mkdir -p {path.parent})")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give an output file name such as {path / 'out.png'}")
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None or image_format not in Image.SAVE:
+        raise ValueError(f"{path}: unknown image format {path.suffix!r}; give an output name ending in .png "
+                         "(lossless), .bmp, .tif or .jpg")
+    return image_format
 
 
 def write_rgb(image: np.ndarray, path: str | os.PathLike) -> None:
-    """Write an ``(H, W, 3)`` uint8 image; the format follows the suffix (write then rename)."""
+    """Write an ``(H, W, 3)`` uint8 image atomically; the format follows the suffix. Creates missing folders."""
+    from ffnet.engine.files import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    Image.fromarray(image).save(tmp)
-    os.replace(tmp, path)
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise ValueError(f"{path}: unknown image format {path.suffix!r}; use .png, .bmp, .tif or .jpg")
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format=image_format)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -180,7 +228,7 @@ class PairedImageFolder(BaseDataset):
             if not lr_dir.is_dir():
                 raise FileNotFoundError(
                     f"LR folder {lr_dir} for x{self.scale} does not exist; create bicubic LR images with "
-                    f"`ffnet sr make-lr --scales {self.scale} {hr_dir} {lr_dir.parent}`")
+                    f"`ffnet superres make-lr --scales {self.scale} {hr_dir} {lr_dir.parent}`")
             lr_files = {p.stem: p for p in list_images(lr_dir)}
             hr_files = list_images(hr_dir)
             if not hr_files:
@@ -203,7 +251,7 @@ class PairedImageFolder(BaseDataset):
             raise ValueError(
                 f"LR/HR size mismatch: {lr_path} is {lr_h}x{lr_w}, so at x{s} the HR image should be "
                 f"{lr_h * s}x{lr_w * s} (up to {s - 1} px more before mod-crop), but {hr_path} is {hr_h}x{hr_w}; "
-                f"check the scale or regenerate the LR images with `ffnet sr make-lr`")
+                f"check the scale or regenerate the LR images with `ffnet superres make-lr`")
         if self.patch_size is not None and min(lr_h, lr_w) < self.patch_size:
             raise ValueError(f"{lr_path} ({lr_h}x{lr_w}) is smaller than the LR patch size {self.patch_size}")
 

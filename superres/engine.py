@@ -10,13 +10,11 @@ Configs load it with ``custom_imports=dict(imports=['ffnet.superres.engine'])``.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
-from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
+from ffnet.engine.checkpoints import compare_state_dict, load_state_dict
 from ffnet.superres import data as _data  # noqa: F401  (registers PairedImageFolder)
 from ffnet.superres import metrics as _metrics  # noqa: F401  (registers SRPSNRSSIM)
 from ffnet.superres.checkpoint import generator_state_dict
@@ -35,8 +33,9 @@ class FFNetSRModel(BaseModel):
         fft_weight: weight of the frequency L1 term (release 0.02, paper 0.05).
         test_tile: LR tile size for whole-image prediction (``None``: one pass, the paper's protocol).
         init_from: checkpoint to initialise the generator from in :meth:`init_weights` (any format
-            :func:`~ffnet.superres.checkpoint.generator_state_dict` reads, the authors' included);
-            tensors whose shape differs (the x2 reconstruction conv in an x3/x4 model) are skipped.
+            :func:`~ffnet.superres.checkpoint.generator_state_dict` reads, the authors' included); the load is
+            strict except for the reconstruction conv of another scale (x2 weights for an x3/x4 model),
+            which is skipped with one summary line.
     """
 
     def __init__(self, generator: dict, fft_weight: float = 0.02, test_tile: int | None = None,
@@ -49,22 +48,17 @@ class FFNetSRModel(BaseModel):
         self.init_from = init_from
 
     def init_weights(self) -> None:
+        """Load ``init_from`` into the generator: strictly, except that a reconstruction conv of another
+        scale (an x2 checkpoint for an x3/x4 model) is skipped, with one summary line."""
         super().init_weights()
         if self.init_from is None:
             return
-        if not Path(self.init_from).is_file():
-            raise FileNotFoundError(f"init_from checkpoint {self.init_from} does not exist")
-        source = generator_state_dict(self.init_from)
-        target = self.generator.state_dict()
-        unknown = sorted(set(source) - set(target))
-        if unknown:
-            raise ValueError(f"init_from {self.init_from} is not an FFNet-SR checkpoint of this layout: "
-                             f"unexpected keys {unknown[:4]}")
-        matching = {k: v for k, v in source.items() if v.shape == target[k].shape}
-        skipped = sorted(set(target) - set(matching))
-        self.generator.load_state_dict(matching, strict=False)
-        print_log(f"initialised {len(matching)}/{len(target)} generator tensors from {self.init_from}; "
-                  f"kept the fresh initialisation of {skipped}", logger="current")
+        state = generator_state_dict(self.init_from)
+        report = compare_state_dict(self.generator.state_dict(), state)
+        other_scale = bool(report.mismatched) and not report.missing and not report.unexpected and all(
+            key.startswith("reconstruction_conv.") for key, _, _ in report.mismatched)
+        load_state_dict(self.generator, state, source=str(self.init_from), strict=not other_scale,
+                        target=f"the FFNet-SR x{self.generator.scale} generator")
 
     def forward(self, inputs: torch.Tensor, data_samples: dict | None = None, mode: str = "tensor"):
         """``inputs``: LR ``(B, 3, H, W)``; ``data_samples['gt']``: HR ``(B, 3, sH, sW)``."""

@@ -110,7 +110,7 @@ def architecture_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict
     """Infer :class:`FFNetSR` arguments from one of its (train-time or deployed) state dicts."""
     if "shallow_conv.weight" not in state_dict or "reconstruction_conv.weight" not in state_dict:
         raise ValueError("not an FFNet-SR state dict (no 'shallow_conv.weight'/'reconstruction_conv.weight'); "
-                         "for the authors' BasicSR checkpoints use ffnet.superres.checkpoint.load_generator")
+                         "the authors' BasicSR files load with ffnet.superres.checkpoint.load_generator")
     dim = state_dict["shallow_conv.weight"].shape[0]
     out_channels = state_dict["reconstruction_conv.weight"].shape[0]
     scale = math.isqrt(out_channels // 3)
@@ -131,12 +131,15 @@ def architecture_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict
     return dict(scale=scale, dim=dim, depth=depth, expansion=expansion, norm=norm)
 
 
-def model_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> FFNetSR:
-    """Build the matching :class:`FFNetSR` and load ``state_dict`` into it strictly.
+def model_from_state_dict(state_dict: Mapping[str, torch.Tensor], source: str = "state dict") -> FFNetSR:
+    """Build the matching :class:`FFNetSR` and load ``state_dict`` into it strictly (one-line
+    :class:`~ffnet.engine.errors.CheckpointError` naming ``source`` when it does not fit).
 
     A deployed BN model (``norm='bn'`` after :func:`ffnet.core.reparameterize`) has the plain
     layout and loads as ``norm=None``, which is the same function.
     """
+    from ffnet.engine.checkpoints import load_state_dict
+
     model = FFNetSR(**architecture_from_state_dict(state_dict))
-    model.load_state_dict(state_dict, strict=True)
+    load_state_dict(model, state_dict, source=source, target=f"FFNet-SR x{model.scale}")
     return model

@@ -10,12 +10,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ffnet.core import is_reparameterized, reparameterize
-from ffnet.superres.checkpoint import load_generator, save_as_mmengine_checkpoint
+from ffnet.engine.checkpoints import describe_state_dict, load_file
+from ffnet.engine.errors import CheckpointError
+from ffnet.superres.checkpoint import generator_state_dict, load_generator, save_as_mmengine_checkpoint
 from ffnet.superres.data import PairedImageFolder, bicubic_downscale, bicubic_resize, make_lr_folder, read_rgb
 from ffnet.superres.losses import SRLoss, fft_l1
 from ffnet.superres.metrics import psnr_y, ssim_y, tensor_to_uint8
 from ffnet.superres.models import FFNetSR, build_model, ffnet_sr, ffnet_sr_light
-from ffnet.superres.upscale import upscale_tiled
+from ffnet.superres.upscale import OutputBuffer, upscale_file, upscale_image, upscale_tiled, write_png_bands
+from helpers import write_malicious_checkpoint
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -153,19 +156,67 @@ def test_authors_checkpoint_prefers_params_and_reports_bad_files(tmp_path):
     checkpoint = {"params": to_authors_layout(a.state_dict()), "params_ema": to_authors_layout(b.state_dict())}
     assert torch.equal(load_generator(checkpoint).shallow_conv.weight, a.shallow_conv.weight)
     assert torch.equal(load_generator(checkpoint, "params_ema").shallow_conv.weight, b.shallow_conv.weight)
-    with pytest.raises(KeyError, match="checkpoint has no 'ema'"):
+    with pytest.raises(CheckpointError, match=r"has no 'ema' entry \(it holds \['params', 'params_ema'\]\)"):
         load_generator(checkpoint, "ema")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="missing.pth: checkpoint not found"):
         load_generator(tmp_path / "missing.pth")
-    with pytest.raises(ValueError, match="not an FFNet-SR state dict"):
+    with pytest.raises(CheckpointError, match="not an FFNet-SR state dict.*looks like no architecture"):
         load_generator({"fc.weight": torch.zeros(2, 2)})
+
+
+def test_describer_and_registered_layout_name_what_a_file_holds():
+    ours = FFNetSR(2, dim=16, depth=2).state_dict()
+    assert describe_state_dict(ours) == "FFNet-SR x2 (width 16, depth 2)"
+    assert describe_state_dict(to_authors_layout(FFNetSR(2).state_dict())) == (
+        "FFNet-SR x2 (width 96, depth 48: ffnet_sr), in the authors' BasicSR layout")
+    assert describe_state_dict({"generator." + k: v for k, v in ours.items()}) == "FFNet-SR x2 (width 16, depth 2)"
+    # the engine's strict loader converts the authors' layout by itself
+    from ffnet.engine.checkpoints import load_state_dict
+
+    model = FFNetSR(2, dim=16, depth=2)
+    report = load_state_dict(model, to_authors_layout(ours))
+    assert report.converter == "the authors' FFNet-SR release (BasicSR keys)"
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in ours.items())
+
+
+def test_loading_is_strict_and_says_what_the_file_is(tmp_path):
+    state = FFNetSR(3, dim=8, depth=2).state_dict()
+    del state["body.1.token_mixer.mixer.compat.weight"]
+    path = tmp_path / "cut.pth"
+    torch.save({"params": to_authors_layout(state)}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_generator(path)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{path}: does not fit FFNet-SR x3: 1 missing "
+                                                      "(body.1.token_mixer.mixer.compat.weight)")
+    assert "looks like FFNet-SR x3 (width 8, depth 2)" in message
+
+
+@pytest.mark.parametrize("loader", [load_generator, generator_state_dict])
+def test_public_loaders_refuse_a_malicious_checkpoint(tmp_path, loader):
+    marker = tmp_path / "pwned"
+    evil = write_malicious_checkpoint(tmp_path / "evil.pth", marker)
+    with pytest.raises(CheckpointError, match=r"evil.pth: refused to load: .*pathlib.*--trust-checkpoint"):
+        loader(evil)
+    assert not marker.exists()
+
+
+def test_mmengine_model_init_from_refuses_a_malicious_checkpoint(tmp_path):
+    from ffnet.superres.engine import FFNetSRModel
+
+    marker = tmp_path / "pwned"
+    evil = write_malicious_checkpoint(tmp_path / "evil.pth", marker)
+    model = FFNetSRModel(dict(variant="ffnet_sr_light", scale=2, dim=8, depth=1), init_from=str(evil))
+    with pytest.raises(CheckpointError, match="evil.pth: refused to load"):
+        model.init_weights()
+    assert not marker.exists()
 
 
 def test_mmengine_checkpoint_round_trip(tmp_path):
     model = FFNetSR(4, dim=8, depth=2)
     path = save_as_mmengine_checkpoint(model, tmp_path / "sub" / "model.pth")
-    assert not list(path.parent.glob("*.tmp"))
-    assert sorted(torch.load(path, weights_only=True)) == ["meta", "state_dict"]
+    assert [p.name for p in path.parent.iterdir()] == ["model.pth"]  # no temporary file left
+    assert sorted(load_file(path)) == ["meta", "state_dict"]  # weights-only
     loaded = load_generator(path)
     assert loaded.architecture() == model.architecture()
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
@@ -364,7 +415,7 @@ def test_dataset_errors_name_the_problem(tmp_path):
     folders = dict(hr="HR", lr="LR/X{scale}")
     with pytest.raises(ValueError, match="LR/HR size mismatch"):
         PairedImageFolder(str(tmp_path), folders, 2)
-    with pytest.raises(FileNotFoundError, match="ffnet sr make-lr"):
+    with pytest.raises(FileNotFoundError, match="ffnet superres make-lr"):
         PairedImageFolder(str(tmp_path), folders, 4)
     write_png(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8), tmp_path / "LR" / "X2" / "ax2.png")
     with pytest.raises(ValueError, match="smaller than the LR patch size"):
@@ -381,65 +432,217 @@ def test_dataset_errors_name_the_problem(tmp_path):
 
 # ---------------------------------------------------------------- tiling and the upscale command
 
-@pytest.mark.parametrize("scale", [2, 3])
-def test_tiled_upscale_equals_untiled(scale):
+def random_model(scale: int, dim: int = 8, depth: int = 3) -> FFNetSR:
+    """Non-trivial weights, so that the context of every tile matters."""
     torch.manual_seed(0)
-    model = FFNetSR(scale, dim=8, depth=3).eval()
-    with torch.no_grad():  # non-trivial weights so that context matters
+    model = FFNetSR(scale, dim=dim, depth=depth).eval()
+    with torch.no_grad():
         for p in model.parameters():
             p.add_(0.3 * torch.randn_like(p))
-    lr = torch.rand(1, 3, 37, 45)
+    return model
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_tiled_upscale_equals_untiled(scale):
+    model = random_model(scale)
+    image = np.random.default_rng(scale).integers(0, 256, (37, 45, 3), dtype=np.uint8)
+    lr = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         whole = model(lr)
     tiled = upscale_tiled(model, lr, tile=16)
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)
     without_context = upscale_tiled(model, lr, tile=16, overlap=0)
     assert (without_context - whole).abs().max() > 1e-3  # the overlap is what makes tiles exact
+    # the 8-bit path: the same tiles, rounded straight into a uint8 array
+    out = np.zeros((37 * scale, 45 * scale, 3), np.uint8)
+    upscale_image(model, image, out, tile=16)
+    np.testing.assert_array_equal(out, tensor_to_uint8(tiled[0]))
 
 
-def run_cli(*argv: str) -> None:
-    from ffnet.main import main
-
-    main(["sr", *map(str, argv)])
-
-
-def test_upscale_command(tmp_path, capsys):
+def test_png_bands_round_trip_through_pil(tmp_path):
     import skimage.data
 
+    image = skimage.data.astronaut()[:101, :77]
+    for band_rows in (1, 7, 500):
+        with open(tmp_path / f"{band_rows}.png", "wb") as f:
+            write_png_bands(image, f, band_rows=band_rows)
+        with Image.open(tmp_path / f"{band_rows}.png") as decoded:
+            assert decoded.mode == "RGB"
+            np.testing.assert_array_equal(np.asarray(decoded), image)
+
+
+def test_large_upscale_holds_no_full_size_float_array(tmp_path):
+    """2048² -> 4096² with a tiny network: tensor memory stays at the tile's scale, numpy memory below the
+    8-bit output (mapped to a temporary file), and the written PNG equals one untiled pass."""
+    import tracemalloc
+
+    from ffnet.engine.bench import peak_memory_bytes
+
+    model = random_model(2, dim=4, depth=1)
+    size, tile = 2048, 256
+    y, x = np.mgrid[:size, :size]
+    image = np.stack([(x * 7) % 256, (y * 5) % 256, (x + y) % 256], axis=-1).astype(np.uint8)
+    write_png(image, tmp_path / "big.png")
+    full_float_output = (2 * size) ** 2 * 3 * 4  # 201 MB: what one float32 output would take
+    output_uint8 = full_float_output // 4
+    tracemalloc.start()
+    try:
+        tensor_peak = peak_memory_bytes(lambda: upscale_file(model, tmp_path / "big.png", tmp_path / "out.png",
+                                                             tile=tile, in_memory_limit=output_uint8 // 8))
+        _, numpy_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # one tile with its context: (256 + 2·5)² LR pixels; its largest tensors are the 3·s² = 12-channel
+    # residual, the anchor and the (3, 532, 532) output, 3.4 MB each in float32; a float32 copy of the
+    # whole input alone would be 50 MB
+    tile_output = (2 * (tile + 2 * model.receptive_radius)) ** 2 * 3 * 4
+    assert 0 < tensor_peak < 8 * tile_output < size * size * 3 * 4, tensor_peak
+    # numpy/Python: the 8-bit input (12.6 MB) and one PNG band's filter temporaries, not the 50 MB output
+    assert numpy_peak < size * size * 3 + 24 * 2**20 < output_uint8, numpy_peak
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png", "out.png"]  # buffer file removed
+    # the same pixels as the float path, whose tiles equal one pass (test_tiled_upscale_equals_untiled)
+    tiled = upscale_tiled(model, torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255, tile=tile)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "out.png"), tensor_to_uint8(tiled[0]))
+
+
+def test_output_buffer_maps_large_outputs_to_a_removed_file(tmp_path):
+    with OutputBuffer((64, 50, 3), tmp_path, "out.png", in_memory_limit=64 * 50 * 3) as small:
+        assert not small.mapped
+    with OutputBuffer((64, 50, 3), tmp_path, "out.png", in_memory_limit=1000) as big:
+        assert big.mapped and big.path.parent == tmp_path and big.path.name.endswith(".ffnet-tmp")
+        big.array[:] = 7
+        big.release(0, 64)  # pages handed back; the values stay in the file
+        assert int(big.array.sum()) == 7 * 64 * 50 * 3
+    assert not list(tmp_path.iterdir())
+
+
+def run_cli(*argv) -> int:
+    from ffnet.main import main
+
+    return main(["superres", *map(str, argv)])
+
+
+def cli_error(capsys, *argv) -> str:
+    """The one stderr line of a refused ``ffnet superres`` command (exit status 2)."""
+    assert run_cli(*argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"ffnet superres {argv[0]}: error: ")
+    return lines[0]
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
     torch.manual_seed(0)
     model = FFNetSR(2, dim=8, depth=2).eval()
-    checkpoint = save_as_mmengine_checkpoint(model, tmp_path / "x2.pth")
+    return model, save_as_mmengine_checkpoint(model, tmp_path / "x2.pth")
+
+
+def test_upscale_command(tmp_path, capsys, tiny_checkpoint):
+    import skimage.data
+
+    model, checkpoint = tiny_checkpoint
     image = skimage.data.chelsea()[:45, :67]
     write_png(image, tmp_path / "in.png")
-    run_cli("upscale", "--scale", 2, "--checkpoint", checkpoint, "--tile", 16, tmp_path / "in.png", tmp_path / "out.png")
+    assert run_cli("upscale", "--scale", 2, "--checkpoint", checkpoint, "--tile", 16, "--device", "cpu",
+                   tmp_path / "in.png", tmp_path / "out.png") == 0
     assert "x2" in capsys.readouterr().out
     out = read_rgb(tmp_path / "out.png")
     with torch.no_grad():
         expected = tensor_to_uint8(model(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)[0])
     assert out.shape == (90, 134, 3)
-    assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+    # equal up to float rounding: tiles and one pass may differ in the last bit, which can flip a rounding
+    difference = np.abs(out.astype(int) - expected.astype(int))
+    assert difference.max() <= 1 and np.count_nonzero(difference) <= 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "out.png", "x2.pth"]
 
-    with pytest.raises(ValueError, match="trained for x2, not x4"):
-        run_cli("upscale", "--scale", 4, "--checkpoint", checkpoint, tmp_path / "in.png", tmp_path / "o.png")
-    write_png(image[..., 0], tmp_path / "gray.png", "L")
-    with pytest.raises(ValueError, match="grayscale image"):
-        run_cli("upscale", "--scale", 2, "--checkpoint", checkpoint, tmp_path / "gray.png", tmp_path / "o.png")
-    write_png(np.dstack([image, np.full(image.shape[:2], 255, np.uint8)]), tmp_path / "rgba.png", "RGBA")
-    with pytest.raises(ValueError, match="RGBA image"):
-        run_cli("upscale", "--scale", 2, "--checkpoint", checkpoint, tmp_path / "rgba.png", tmp_path / "o.png")
+    args = ("--checkpoint", checkpoint, "--device", "cpu")
+    assert "x2.pth: trained for x2, not x4; pass --scale 2" in cli_error(
+        capsys, "upscale", "--scale", 4, *args, tmp_path / "in.png", tmp_path / "o.png")
+
+
+@pytest.mark.parametrize("case", ["not an image", "truncated", "grayscale", "rgba", "16-bit", "cmyk", "missing",
+                                  "no output folder", "unknown format"])
+def test_upscale_refuses_bad_files_in_one_line(tmp_path, capsys, tiny_checkpoint, case):
+    _, checkpoint = tiny_checkpoint
+    rng = np.random.default_rng(0)
+    source, target = tmp_path / "in.png", tmp_path / "out.png"
+    rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    expected = {
+        "not an image": "in.png: not an image file PIL can read",
+        "truncated": "in.png: the image is truncated or corrupt",
+        "grayscale": "in.png: grayscale image (mode L); FFNet-SR needs 8-bit RGB images - convert it",
+        "rgba": "in.png: RGBA image; FFNet-SR needs 8-bit RGB",
+        "16-bit": "in.png: grayscale image (mode I;16); FFNet-SR needs 8-bit RGB",
+        "cmyk": "in.jpg: image mode CMYK, not 8-bit RGB; FFNet-SR needs 8-bit RGB images - convert it",
+        "missing": "in.png: no such image file; check the path",
+        "no output folder": f"the output folder {tmp_path / 'missing'} does not exist; create it first",
+        "unknown format": "out.xyz: unknown image format '.xyz'",
+    }[case]
+    if case == "not an image":
+        source.write_text("name,value\na,1\n")
+    elif case == "truncated":
+        write_png(rgb, source)
+        source.write_bytes(source.read_bytes()[:200])
+    elif case == "grayscale":
+        write_png(rgb[..., 0], source, "L")
+    elif case == "rgba":
+        write_png(np.dstack([rgb, rgb[..., :1]]), source, "RGBA")
+    elif case == "16-bit":
+        Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(source)
+    elif case == "cmyk":
+        source = tmp_path / "in.jpg"
+        Image.fromarray(rgb).convert("CMYK").save(source)
+    elif case == "no output folder":
+        write_png(rgb, source)
+        target = tmp_path / "missing" / "out.png"
+    elif case == "unknown format":
+        write_png(rgb, source)
+        target = tmp_path / "out.xyz"
+    line = cli_error(capsys, "upscale", "--scale", 2, "--checkpoint", checkpoint, "--device", "cpu", source, target)
+    assert expected in line
+    assert not target.exists() and not list(tmp_path.glob(".*ffnet-tmp"))
 
 
 def test_convert_command_writes_a_loadable_checkpoint(tmp_path):
     model = FFNetSR(4, dim=8, depth=1)
     torch.save({"params": to_authors_layout(model.state_dict())}, tmp_path / "authors.pth")
-    run_cli("convert", tmp_path / "authors.pth", tmp_path / "ours.pth")
-    state = torch.load(tmp_path / "ours.pth", weights_only=True)["state_dict"]
-    assert torch.equal(state["generator.reconstruction_conv.weight"], model.reconstruction_conv.weight)
+    assert run_cli("convert", "--checkpoint", tmp_path / "authors.pth", "--out", tmp_path / "ours.pth") == 0
+    assert run_cli("convert", tmp_path / "authors.pth", tmp_path / "old_form.pth") == 0  # the old positional form
+    for name in ("ours.pth", "old_form.pth"):
+        state = load_file(tmp_path / name)["state_dict"]
+        assert torch.equal(state["generator.reconstruction_conv.weight"], model.reconstruction_conv.weight)
+
+
+def malicious_commands(tmp_path, evil):
+    image = tmp_path / "in.png"
+    write_png(np.zeros((16, 16, 3), np.uint8), image)
+    return {
+        "upscale": ["upscale", image, tmp_path / "out.png", "--scale", 2, "--checkpoint", evil, "--device", "cpu"],
+        "convert": ["convert", "--checkpoint", evil, "--out", tmp_path / "c.pth"],
+        "test": ["test", "ffnetsr_light_div2k_x2_release.py", "--checkpoint", evil, "--work-dir", tmp_path / "w"],
+        "train": ["train", "ffnetsr_light_div2k_x2_release.py", "--init-from", evil, "--work-dir", tmp_path / "w"],
+    }
+
+
+@pytest.mark.parametrize("verb", ["upscale", "convert", "test", "train"])
+def test_commands_refuse_a_malicious_checkpoint(tmp_path, capsys, verb):
+    marker = tmp_path / "pwned"
+    evil = write_malicious_checkpoint(tmp_path / "evil.pth", marker)
+    line = cli_error(capsys, *malicious_commands(tmp_path, evil)[verb])
+    assert f"{evil}: refused to load: it needs the Python global pathlib" in line
+    assert "--trust-checkpoint" in line
+    assert not marker.exists()
+    assert not (tmp_path / "w").exists() and not (tmp_path / "c.pth").exists()
 
 
 # ---------------------------------------------------------------- mmengine model
 
-def test_mmengine_model_modes_and_init_from_x2(tmp_path):
+def head_keys(model) -> list[str]:
+    return list(model.generator.state_dict())
+
+
+def test_mmengine_model_modes_and_init_from_x2(tmp_path, capsys):
     from ffnet.superres.engine import FFNetSRModel
 
     torch.manual_seed(0)
@@ -454,6 +657,15 @@ def test_mmengine_model_modes_and_init_from_x2(tmp_path):
         else:
             assert torch.equal(x4.generator.state_dict()[key], value)
     assert torch.equal(x4.generator.reconstruction_conv.weight, head)
+    summary = capsys.readouterr().err.strip().splitlines()
+    assert summary == [f"partial load of {checkpoint} into the FFNet-SR x4 generator: {len(head_keys(x2)) - 2} "
+                       "tensors loaded, skipped 2 of the wrong shape (reconstruction_conv.weight: file (12, 8, 3, 3) "
+                       "vs model (48, 8, 3, 3), reconstruction_conv.bias: file (12,) vs model (48,))"]
+    # anything else that does not fit is an error: here one block too many in the file
+    deeper = save_as_mmengine_checkpoint(FFNetSR(2, dim=8, depth=3), tmp_path / "x2_depth3.pth")
+    with pytest.raises(CheckpointError, match=r"x2_depth3.pth: does not fit the FFNet-SR x4 generator: 12 unexpected "
+                                              r"\(body.2.*looks like FFNet-SR x2 \(width 8, depth 3\)"):
+        FFNetSRModel(dict(variant="ffnet_sr_light", scale=4, dim=8, depth=2), init_from=str(deeper)).init_weights()
 
     lr, hr = torch.rand(2, 3, 6, 5), torch.rand(2, 3, 24, 20)
     losses = x4(lr, dict(gt=hr), mode="loss")

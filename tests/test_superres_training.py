@@ -1,5 +1,6 @@
-"""ffnet.superres with the mmengine Runner: shipped configs through `ffnet sr train/test`, resume,
-the authors' checkpoints in testing, and a real-data learning test on scikit-image photos."""
+"""ffnet.superres with the mmengine Runner: shipped configs through `ffnet superres train/test`, resume,
+weights-only loading of the Runner's checkpoints, the authors' checkpoints in testing, and a real-data
+learning test on scikit-image photos."""
 from __future__ import annotations
 
 import re
@@ -34,13 +35,13 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
-def run_cli(*argv) -> None:
+def run_cli(*argv) -> int:
     from ffnet.main import main
 
-    main(["sr", *map(str, argv)])
+    return main(["superres", *map(str, argv)])
 
 
-TINY = ["model.generator.dim=8", "model.generator.depth=1", "train_dataloader.batch_size=2",
+TINY = ["+model.generator.dim=8", "+model.generator.depth=1", "train_dataloader.batch_size=2",
         "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False",
         "train_dataloader.dataset.patch_size=16", "val_dataloader.num_workers=0", "test_dataloader.num_workers=0",
         "train_cfg.val_interval=2", "default_hooks.checkpoint.interval=2", "default_hooks.logger.interval=1",
@@ -56,28 +57,32 @@ def logged_test_metrics(log: str) -> dict[str, float]:
     return {k: float(v) for k, v in re.findall(r"(\S+/PSNR|\S+/SSIM): ([\d.]+)", line)}
 
 
-def test_shipped_config_trains_resumes_and_tests(data_root, tmp_path):
+def test_shipped_config_trains_resumes_and_tests(data_root, tmp_path, capsys):
+    from ffnet.engine.checkpoints import load_file
     from ffnet.superres.checkpoint import generator_state_dict
 
     work = tmp_path / "work"
     config = "ffnetsr_light_div2k_x2_release.py"
-    run_cli("train", config, "--data-root", data_root, "--work-dir", work,
-            "--cfg-options", "train_cfg.max_iters=2", *TINY)
+    assert run_cli("train", config, "--data-root", data_root, "--work-dir", work,
+                   "--cfg-options", "train_cfg.max_iters=2", *TINY) == 0
     assert (work / "iter_2.pth").is_file() and list(work.glob("best_PSNR_iter_2.pth"))
     assert not list(work.glob("*.tmp*"))
     first = generator_state_dict(work / "iter_2.pth")
 
-    run_cli("train", config, "--data-root", data_root, "--work-dir", work, "--resume",
-            "--cfg-options", "train_cfg.max_iters=4", *TINY)
+    assert run_cli("train", config, "--data-root", data_root, "--work-dir", work, "--resume",
+                   "--cfg-options", "train_cfg.max_iters=4", *TINY) == 0
     log = latest_log(work)
     assert "Iter(train) [3/4]" in log and "Iter(train) [1/4]" not in log  # continued, not restarted
-    checkpoint = torch.load(work / "iter_4.pth", weights_only=False)
-    assert checkpoint["meta"]["iter"] == 4
+    # the Runner's checkpoints (message hub, optimizer, schedulers) load weights-only, without the trust opt-in
+    checkpoint = load_file(work / "iter_4.pth", trust=False)
+    assert checkpoint["meta"]["iter"] == 4 and "message_hub" in checkpoint and "optimizer" in checkpoint
+    assert load_file(work / "best_PSNR_iter_4.pth", trust=False)["meta"]["iter"] == 4
     trained = generator_state_dict(checkpoint)
     assert any(not torch.equal(trained[k], first[k]) for k in first)
 
-    run_cli("test", config, work / "iter_4.pth", "--data-root", data_root, "--work-dir", tmp_path / "test_ours",
-            "--cfg-options", *TINY[:2], "test_dataloader.num_workers=0")
+    assert run_cli("test", config, "--checkpoint", work / "iter_4.pth", "--data-root", data_root,
+                   "--work-dir", tmp_path / "test_ours", "--cfg-options", *TINY[:2],
+                   "test_dataloader.num_workers=0") == 0
     ours = logged_test_metrics(latest_log(tmp_path / "test_ours"))
     assert set(ours) == {f"{name}/{m}" for name in BENCHMARK_SETS for m in ("PSNR", "SSIM")}
 
@@ -86,12 +91,16 @@ def test_shipped_config_trains_resumes_and_tests(data_root, tmp_path):
 
     authors_file = tmp_path / "FFNetSR_x2.pth"
     torch.save({"params": to_authors_layout(trained)}, authors_file)
-    run_cli("test", config, authors_file, "--data-root", data_root, "--work-dir", tmp_path / "test_authors",
-            "--cfg-options", *TINY[:2], "test_dataloader.num_workers=0")
+    assert run_cli("test", config, "--checkpoint", authors_file, "--data-root", data_root, "--work-dir",
+                   tmp_path / "test_authors", "--cfg-options", *TINY[:2], "test_dataloader.num_workers=0") == 0
     assert logged_test_metrics(latest_log(tmp_path / "test_authors")) == ours
+    assert f"loaded {authors_file}: all 16 generator tensors" in capsys.readouterr().out
 
-    with pytest.raises(ValueError, match="is a x2 model but the config tests x4"):
-        run_cli("test", "ffnetsr_light_div2k_x4_release.py", work / "iter_4.pth", "--data-root", data_root)
+
+    # one line, exit status 2: a checkpoint of another scale
+    assert run_cli("test", "ffnetsr_light_div2k_x4_release.py", "--checkpoint", work / "iter_4.pth",
+                   "--data-root", data_root) == 2
+    assert "iter_4.pth: is a x2 model but the config tests x4" in capsys.readouterr().err
 
 
 def test_small_ffnet_sr_beats_bicubic_on_a_held_out_photo(tmp_path):

@@ -1,5 +1,5 @@
 # As ffnetsr_light_div2k_x3_release.py, initialised from the x2 model of the same recipe: every weight but the
 # reconstruction conv (whose 3*s^2 output channels differ) is copied. Point init_from at your x2 checkpoint
-# (this project's or the authors' BasicSR file), or pass `ffnet sr train CONFIG --init-from X2.pth`.
+# (this project's or the authors' BasicSR file), or pass `ffnet superres train CONFIG --init-from X2.pth`.
 _base_ = ["./ffnetsr_light_div2k_x3_release.py"]
 model = dict(init_from="work_dirs/ffnetsr_light_div2k_x2_release/iter_500000.pth")

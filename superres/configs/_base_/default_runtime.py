@@ -5,7 +5,7 @@ default_hooks = dict(
     timer=dict(type="IterTimerHook"),
     logger=dict(type="LoggerHook", interval=100),
     param_scheduler=dict(type="ParamSchedulerHook"),
-    # `ffnet train` / `ffnet sr train` write checkpoints atomically (temporary file, then rename).
+    # `ffnet train` / `ffnet superres train` write checkpoints atomically (temporary file, then rename).
     checkpoint=dict(type="CheckpointHook", interval=5000, by_epoch=False, max_keep_ckpts=5,
                     save_best="PSNR", rule="greater"),
     sampler_seed=dict(type="DistSamplerSeedHook"),
