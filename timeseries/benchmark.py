@@ -1,7 +1,9 @@
 """FFNet-TS speed on ETTh1-shaped data: training time per epoch, inference latency (CPU by default).
 
 Random values with ETTh1's shape (7 variables, 8,640 training rows, look-back 96) run through the
-real data pipeline and training step; accuracy needs the real CSVs (``ffnet ts bench --data-root``).
+real data pipeline and training step; accuracy needs the real CSVs (``ffnet timeseries grid``). The
+training-step speed of ours vs plain ``nn.Conv1d`` (vs the authors' model) is a second table,
+``timeseries_speed``, from :mod:`ffnet.timeseries.speed`.
 """
 from __future__ import annotations
 
@@ -9,14 +11,16 @@ import argparse
 import copy
 import math
 import os
-import statistics
 import time
 
 import numpy as np
 import torch
 
+from ffnet.engine.bench import BenchmarkResult, add_bench_arguments, count_parameters, setup_bench, synchronizer, \
+    time_interleaved
+from ffnet.timeseries import speed
 from ffnet.timeseries.data import SEQ_LEN, ForecastWindows, split_borders
-from ffnet.timeseries.model import FFNetTS, count_parameters
+from ffnet.timeseries.model import FFNetTS
 from ffnet.timeseries.train import paper_configs, train_one_epoch
 
 ETTH1_ROWS = 14400
@@ -28,31 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-steps", type=int, default=2,
                         help="timed training steps (after one warm-up step); s/epoch is extrapolated from them")
     parser.add_argument("--full-epoch", action="store_true", help="time one whole training epoch instead")
-    parser.add_argument("--latency-runs", type=int, default=20, help="timed batch-1 forward passes (median)")
     parser.add_argument("--throughput-batch", type=int, default=512, help="batch size of the throughput measurement")
-    parser.add_argument("--throughput-runs", type=int, default=1, help="timed throughput passes (median)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--out-dir", default="docs/results")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _interleaved_medians(fns: list, runs: int, device: torch.device) -> list[float]:
-    """Median seconds of each callable, timed in turns so that all see the same machine load."""
-    for fn in fns:  # warm-up
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(runs):
-        for fn, bucket in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            bucket.append(time.perf_counter() - start)
-    return [statistics.median(bucket) for bucket in times]
+    parser.add_argument("--throughput-runs", dest="rounds", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    add_bench_arguments(parser, rounds=3, warmup=1, seconds=0.2)
+    speed.add_arguments(parser.add_argument_group("training-speed table (timeseries_speed)"))
 
 
 def time_training(horizon: int, device: torch.device, steps: int, full_epoch: bool) -> dict:
@@ -69,40 +52,40 @@ def time_training(horizon: int, device: torch.device, steps: int, full_epoch: bo
     timed = batches_per_epoch if full_epoch else min(steps, batches_per_epoch)
     begin = time.perf_counter()
     train_one_epoch(model, windows, optimizer, train_config, 1, device, progress=True, max_batches=timed)
-    _sync(device)
+    synchronizer(device)()
     per_batch = (time.perf_counter() - begin) / timed
     return {"model": model, "windows": len(windows), "batches": batches_per_epoch, "timed_batches": timed,
             "seconds_per_epoch": per_batch * batches_per_epoch, "batch_size": train_config.batch_size}
 
 
 @torch.no_grad()
-def time_inference(models: list[FFNetTS], device: torch.device, runs: int, batch: int,
-                   batch_runs: int = 1) -> list[tuple[float, float]]:
-    """Per model: (median batch-1 latency in ms, windows/s at ``batch``), timed interleaved."""
+def time_inference(models: list[FFNetTS], device: torch.device, batch: int, rounds: int, warmup: int,
+                   seconds: float) -> list[tuple[float, float]]:
+    """Per model: (median batch-1 latency in ms, windows/s at ``batch``), the models timed in the same rounds."""
     num_variables = models[0].config.num_variables
     one = torch.randn(1, SEQ_LEN, num_variables, device=device)
     many = torch.randn(batch, SEQ_LEN, num_variables, device=device)
-    latencies = _interleaved_medians([lambda m=m: m.eval()(one) for m in models], runs, device)
-    batch_times = _interleaved_medians([lambda m=m: m.eval()(many) for m in models], batch_runs, device)
-    return [(latency * 1e3, batch / seconds) for latency, seconds in zip(latencies, batch_times)]
+    for model in models:
+        model.eval()
+    timings = time_interleaved({(i, inputs.shape[0]): (lambda m=m, x=inputs: m(x))
+                                for i, m in enumerate(models) for inputs in (one, many)},
+                               rounds=rounds, warmup=warmup, seconds=seconds, device=device)
+    return [(timings[i, 1].median * 1e3, batch / timings[i, batch].median) for i in range(len(models))]
 
 
 def run(args: argparse.Namespace):
     from ffnet.core import reparameterize
-    from ffnet.tables import BenchmarkResult
 
-    device = torch.device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     rows = []
-    for horizon in args.horizons:
+    for device, horizon in [(torch.device(d), h) for d in setup_bench(args) for h in args.horizons]:
         print(f"ETTh1 shape, horizon {horizon}: timing training …", flush=True)
         train = time_training(horizon, device, args.train_steps, args.full_epoch)
         model = train["model"]
         folded = reparameterize(copy.deepcopy(model).eval())
         (latency, throughput), (latency_folded, throughput_folded) = time_inference(
-            [model, folded], device, args.latency_runs, args.throughput_batch, args.throughput_runs)
+            [model, folded], device, args.throughput_batch, args.rounds, args.warmup, args.seconds_per_measure)
         rows.append({
+            "Device": device.type,
             "Horizon": horizon,
             "Params (train)": count_parameters(model),
             "Params (folded)": count_parameters(folded),
@@ -118,16 +101,19 @@ def run(args: argparse.Namespace):
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     notes = [
         f"1-minute load average at the end: {load:.1f} on {os.cpu_count()} CPUs (a busy machine inflates CPU times).",
-        f"Device {device}. Data: random values shaped like ETTh1 (7 variables; 8,640 training rows, look-back 96) "
+        "Data: random values shaped like ETTh1 (7 variables; 8,640 training rows, look-back 96) "
         "through the real window dataset, loader and training step (Adam, MSE, batch 512, the ETTh1 script's "
         "model: D 64, CIFFN ratio 2, kernel 51∥5).",
         "Train s/epoch = mean time of the timed batches × batches per epoch (one warm-up batch first), unless "
         "'Timed batches' shows the whole epoch (--full-epoch).",
-        "Latency: median of batch-1 forward passes in eval mode; 'folded' = after ffnet.core.reparameterize "
-        "(the 5-tap branch and its BNs merged into the 51-tap conv). Throughput: median of --throughput-runs "
-        "forward passes after one warm-up. Train-form and folded models are timed in turns (same machine load).",
+        f"Latency (batch 1) and throughput (batch {args.throughput_batch}): forward passes in eval mode, median over "
+        f"{args.rounds} round(s) after {args.warmup} warm-up pass(es); a round's figure is the median pass of those "
+        f"in >= {args.seconds_per_measure:g} s (at least one). 'folded' = after ffnet.core.reparameterize (the 5-tap "
+        "branch and its BNs merged into the 51-tap conv). Train-form and folded models, at both batch sizes, are "
+        "timed in the same rounds, their order rotated each round (same machine load).",
     ]
-    return BenchmarkResult(name="timeseries", title="FFNet-TS speed (ETTh1 shape)", rows=rows, notes=notes)
+    return BenchmarkResult(name="timeseries", title="FFNet-TS speed (ETTh1 shape)", rows=rows, notes=notes,
+                           also=[speed.speed_result(args)])
 
 
 __all__ = ["add_arguments", "run", "time_training", "time_inference"]
