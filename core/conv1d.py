@@ -53,8 +53,12 @@ def depthwise_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     blocks = -(-out_len // block)
     span = block + kernel - 1
     right = blocks * block + kernel - 1 - length - padding
-    windows = F.pad(x, (padding, right)).unfold(-1, span, block)  # (B, C, n, S + K − 1)
-    out = torch.matmul(windows.transpose(0, 1).reshape(channels, batch * blocks, span), _band(weight, block))
+    padded = F.pad(x, (padding, right))  # (B, C, n·S + K − 1)
+    if blocks == 1:  # the whole padded row is the one window (FFNet-TS: 48 outputs); no unfold to differentiate
+        windows = padded.transpose(0, 1)  # (C, B, S + K − 1)
+    else:
+        windows = padded.unfold(-1, span, block).transpose(0, 1)  # (C, B, n, S + K − 1)
+    out = torch.matmul(windows.reshape(channels, batch * blocks, span), _band(weight, block))
     out = out.reshape(channels, batch, blocks * block)[..., :out_len].transpose(0, 1).contiguous()
     if bias is not None:
         out = out + bias.reshape(1, channels, 1)

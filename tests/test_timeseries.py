@@ -406,7 +406,7 @@ def test_convert_command_makes_an_authors_checkpoint_forecastable(tmp_path):
     source = randomize_bn(FFNetTS(config)).eval()
     torch.save(to_authors_layout(source.state_dict()), tmp_path / "checkpoint.pth")
     out = tmp_path / "converted.pt"
-    main(["ts", "convert", "--authors-checkpoint", str(tmp_path / "checkpoint.pth"), "--data", "ETTh1",
+    main(["timeseries", "convert", "--checkpoint", str(tmp_path / "checkpoint.pth"), "--data", "ETTh1",
           "--data-root", str(tmp_path), "--out", str(out)])
     loaded = load_checkpoint(out)
     assert loaded.model.config.dim == 8 and loaded.model.config.pred_len == 24

@@ -1,4 +1,4 @@
-"""Resumable training and grid, the `ffnet ts` commands, forecasting a user's CSV (real data, CPU)."""
+"""Resumable training and grid, the `ffnet timeseries` commands, forecasting a user's CSV (real data, CPU)."""
 import json
 
 import numpy as np
@@ -75,13 +75,17 @@ def test_grid_resumes_and_writes_the_table(tmp_path, weather):
     checkpoint = work / "seattle_a_T8_seed2021" / "checkpoint.pt"
     stamp = checkpoint.stat().st_mtime_ns
     out = tmp_path / "results"
-    main(["ts", "bench", "--csv", good, broken, "--horizons", "8", "--repeats", "2", "--epochs", "1",
+    main(["timeseries", "grid", "--csv", good, broken, "--horizons", "8", "--repeats", "2", "--epochs", "1",
           "--results-file", str(results), "--work-dir", str(work), "--out-dir", str(out)])
     assert checkpoint.stat().st_mtime_ns == stamp  # nothing retrained
     table = pd.read_csv(out / "timeseries_grid.csv")
     assert table["Dataset"].tolist() == ["seattle_a", "seattle_a", "seattle_b", "seattle_b"]
     assert table["Horizon"].tolist() == ["8", "avg(8)", "8", "avg(8)"]
     assert table["Seeds"].iloc[0] == 2
+    assert {"Repeat-last MSE", "Seasonal-naive MSE", "Linear MSE", "DLinear MSE", "Best baseline",
+            "Gain vs best (%)", "Beats all"} <= set(table.columns)
+    cells_a = [c for c in load_results(results) if c["dataset"] == "seattle_a"]
+    assert table["Linear MSE"].iloc[0] == round(np.mean([c["baselines"]["linear"]["mse"] for c in cells_a]), 4)
     assert "CAPPED RUN" in (out / "timeseries_grid.md").read_text()
     assert (out / "timeseries_grid.png").stat().st_size > 10_000
 
@@ -89,12 +93,17 @@ def test_grid_resumes_and_writes_the_table(tmp_path, weather):
 def test_train_and_forecast_commands_on_a_users_csv(tmp_path, weather, capsys):
     csv = write_csv(weather[["date", "temp_max", "temp_min", "wind"]].iloc[:500], tmp_path / "mine.csv")
     run_dir = tmp_path / "run"
-    main(["ts", "train", "--data", "custom", "--csv", csv, "--horizon", "8", "--epochs", "1", "--out", str(run_dir),
+    main(["timeseries", "train", "--data", "custom", "--csv", csv, "--horizon", "8", "--epochs", "1", "--out", str(run_dir),
           "--device", "cpu"])
-    assert "test MSE" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "FFNet-TS" in printed and "seasonal-naive (period" in printed and "DLinear" in printed
     checkpoint = run_dir / "checkpoint.pt"
     out = tmp_path / "forecast.csv"
-    main(["ts", "forecast", "--checkpoint", str(checkpoint), "--csv", csv, "--horizon", "8", "--out", str(out)])
+    main(["timeseries", "forecast", "--checkpoint", str(checkpoint), "--csv", csv, "--horizon", "8", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "test split of mine" in printed and "FFNet-TS vs the best baseline" in printed
+    assert main(["timeseries", "test", "--checkpoint", str(checkpoint), "--csv", csv, "--season", "7"]) == 0
+    assert "seasonal-naive (period 7)" in capsys.readouterr().out
     forecast = pd.read_csv(out, parse_dates=["date"])
     assert list(forecast.columns) == ["date", "temp_max", "temp_min", "wind"]
     last = pd.Timestamp(weather["date"].iloc[499])
@@ -107,15 +116,16 @@ def test_train_and_forecast_commands_on_a_users_csv(tmp_path, weather, capsys):
     expected = loaded.scaler.inverse_transform(scaled.double().numpy())
     np.testing.assert_allclose(forecast[["temp_max", "temp_min", "wind"]].to_numpy(), expected, rtol=1e-5, atol=1e-5)
 
-    with pytest.raises(SystemExit, match="trained for horizon 8, not 96"):
-        main(["ts", "forecast", "--checkpoint", str(checkpoint), "--csv", csv, "--horizon", "96"])
+    capsys.readouterr()
+    assert main(["timeseries", "forecast", "--checkpoint", str(checkpoint), "--csv", csv, "--horizon", "96"]) == 2
+    assert "trained for horizon 8, not 96" in capsys.readouterr().err
     short = write_csv(weather[["date", "temp_max", "temp_min", "wind"]].iloc[:50], tmp_path / "short.csv")
-    with pytest.raises(SystemExit, match="has 50 rows, the model needs the last 96"):
-        main(["ts", "forecast", "--checkpoint", str(checkpoint), "--csv", short])
+    assert main(["timeseries", "forecast", "--checkpoint", str(checkpoint), "--csv", short]) == 2
+    assert "has 50 rows, the model needs the last 96" in capsys.readouterr().err
     extra = write_csv(weather[["date", "temp_max", "temp_min", "wind", "precipitation"]], tmp_path / "extra.csv")
-    with pytest.raises(SystemExit, match=r"\['precipitation'\] that the checkpoint was not trained on"):
-        main(["ts", "forecast", "--checkpoint", str(checkpoint), "--csv", extra])
-    with pytest.raises(SystemExit, match="not an FFNet-TS checkpoint of this package"):
-        torch.save(loaded.model.state_dict(), tmp_path / "raw.pth")
-        main(["ts", "forecast", "--checkpoint", str(tmp_path / "raw.pth"), "--csv", csv])
+    assert main(["timeseries", "forecast", "--checkpoint", str(checkpoint), "--csv", extra]) == 2
+    assert "['precipitation'] that the checkpoint was not trained on" in capsys.readouterr().err
+    torch.save(loaded.model.state_dict(), tmp_path / "raw.pth")
+    assert main(["timeseries", "forecast", "--checkpoint", str(tmp_path / "raw.pth"), "--csv", csv]) == 2
+    assert "not an FFNet-TS checkpoint of this package" in capsys.readouterr().err
     json.dumps(loaded.info["metrics"])  # metrics are plain numbers

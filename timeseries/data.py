@@ -8,8 +8,9 @@
   series; metrics are computed on the standardized values;
 * windows: ``x = rows [s, s + L)``, ``y = rows [s + L, s + L + T)``.
 
-Bad input (missing date column, non-numeric columns, NaN/inf, unsorted dates, a series too short
-for look-back + horizon) raises ``ValueError`` naming the problem; nothing is dropped silently.
+Bad input (an empty, header-only or binary file, a missing date column, non-numeric columns,
+NaN/inf, unsorted or duplicate dates, a series too short for look-back + horizon) raises
+``ValueError`` naming the file and the problem; nothing is dropped silently.
 """
 from __future__ import annotations
 
@@ -95,6 +96,30 @@ class Series:
     date_column: str = "date"
 
 
+def read_csv_frame(csv_path: str | Path) -> pd.DataFrame:
+    """``pandas.read_csv`` with one-line errors for a missing, empty, header-only or non-CSV file."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"CSV file {csv_path} does not exist")
+    with open(csv_path, "rb") as handle:
+        head = handle.read(4096)
+    if not head.strip():
+        raise ValueError(f"{csv_path} is empty: expected a CSV with a header line (a date column and value columns) "
+                         "and one row per time step")
+    if b"\0" in head:
+        raise ValueError(f"{csv_path} is not a CSV text file (it contains binary data); export the series as "
+                         "comma-separated text with a date column")
+    try:
+        frame = pd.read_csv(csv_path)
+    except (UnicodeDecodeError, pd.errors.ParserError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{csv_path} is not a readable CSV file ({reason}); expected comma-separated text with a "
+                         "header line") from None
+    if frame.empty:
+        raise ValueError(f"{csv_path} has a header ({', '.join(map(str, frame.columns[:6]))}) but no data rows")
+    return frame
+
+
 def read_series(
     csv_path: str | Path,
     *,
@@ -110,9 +135,7 @@ def read_series(
     ``custom`` layout the ``target`` column (if present) is moved last, as TSLib does.
     """
     csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"CSV file {csv_path} does not exist")
-    frame = pd.read_csv(csv_path)
+    frame = read_csv_frame(csv_path)
     return series_from_frame(frame, date_column=date_column, columns=columns, target=target,
                              name=name or csv_path.stem, layout=layout, source=str(csv_path))
 
@@ -163,6 +186,13 @@ def series_from_frame(
     if dates.isna().any():
         raise ValueError(f"{source}: column {date_column!r} has empty dates at rows "
                          f"{np.flatnonzero(dates.isna())[:5].tolist()}")
+    duplicated = dates.duplicated()
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated)[0])
+        first = int(np.flatnonzero(dates == dates[row])[0])
+        raise ValueError(f"{source}: duplicate time stamp {dates[row]} (rows {first} and {row}; "
+                         f"{int(duplicated.sum())} duplicates in all); keep one row per time step (e.g. pandas "
+                         "drop_duplicates or groupby().mean())")
     if len(dates) > 1 and (np.diff(dates.asi8) < 0).any():
         row = int(np.flatnonzero(np.diff(dates.asi8) < 0)[0]) + 1
         raise ValueError(f"{source}: dates are not in increasing order (row {row} goes back in time); sort the "
@@ -301,6 +331,6 @@ def future_dates(dates, steps: int):
 
 __all__ = [
     "SEQ_LEN", "HORIZONS", "LAYOUTS", "DatasetSpec", "STANDARD_DATASETS", "dataset_spec", "find_dataset_file",
-    "Series", "read_series", "series_from_frame", "load_standard", "split_borders", "Standardizer",
+    "Series", "read_csv_frame", "read_series", "series_from_frame", "load_standard", "split_borders", "Standardizer",
     "ForecastWindows", "ForecastSplits", "make_splits", "last_window", "future_dates",
 ]

@@ -8,7 +8,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ffnet.timeseries.data import Series, future_dates, last_window, load_standard, make_splits, series_from_frame
+from ffnet.engine.checkpoints import load_file, unwrap_state_dict
+from ffnet.timeseries.baselines import evaluate_baselines
+from ffnet.timeseries.data import Series, future_dates, last_window, load_standard, make_splits, read_csv_frame, \
+    series_from_frame
 from ffnet.timeseries.model import FFNetTS, config_from_authors_state_dict, load_authors_state_dict
 from ffnet.timeseries.presets import preset_for
 from ffnet.timeseries.train import LoadedCheckpoint, evaluate, load_checkpoint, save_checkpoint
@@ -20,9 +23,7 @@ def read_for_checkpoint(csv_path: str | Path, checkpoint: LoadedCheckpoint, date
     Columns the checkpoint was not trained on are an error (not dropped silently).
     """
     csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"CSV file {csv_path} does not exist")
-    frame = pd.read_csv(csv_path)
+    frame = read_csv_frame(csv_path)
     date_column = date_column or checkpoint.date_column
     missing = [c for c in checkpoint.columns if c not in frame.columns]
     if missing:
@@ -55,6 +56,31 @@ def forecast_series(checkpoint: LoadedCheckpoint, series: Series, horizon: int |
     return frame
 
 
+def has_test_split(checkpoint: LoadedCheckpoint, series: Series) -> bool:
+    """Whether ``series`` is long enough for train/val/test windows of the checkpoint's look-back and horizon."""
+    config = checkpoint.model.config
+    try:
+        make_splits(series, config.pred_len, config.seq_len)
+    except ValueError:
+        return False
+    return True
+
+
+def test_series(checkpoint: LoadedCheckpoint, series: Series, season: int | None = None,
+                batch_size: int = 256) -> tuple[dict[str, float], dict]:
+    """Test metrics of the checkpoint and of the four baselines on ``series``' test split.
+
+    The split, its train-fitted scaling and its windows follow the TSLib protocol (70/10/20 for
+    user CSVs), exactly as ``ffnet timeseries train`` made them.
+    """
+    config = checkpoint.model.config
+    layout = checkpoint.info.get("layout", "custom")
+    splits = make_splits(replace(series, layout=layout), config.pred_len, config.seq_len)
+    device = next(checkpoint.model.parameters()).device
+    metrics = evaluate(checkpoint.model, splits.test, batch_size, device)
+    return metrics, evaluate_baselines(splits, "test", season)
+
+
 def forecast_csv(checkpoint_path: str | Path, csv_path: str | Path, horizon: int | None = None,
                  date_column: str | None = None) -> pd.DataFrame:
     """:func:`forecast_series` for a checkpoint file and a CSV file."""
@@ -68,7 +94,7 @@ def convert_authors_checkpoint(authors_checkpoint: str | Path, dataset: str, dat
 
     The scaler is refitted on the dataset's train split, exactly as the release's loader does.
     """
-    state_dict = torch.load(authors_checkpoint, map_location="cpu", weights_only=True)
+    state_dict = unwrap_state_dict(load_file(authors_checkpoint), source=str(authors_checkpoint))
     series = load_standard(data_root, dataset)
     config = config_from_authors_state_dict(state_dict)
     preset = preset_for(series.name, config.pred_len)
@@ -107,4 +133,4 @@ def plot_forecast(path: str | Path, history: np.ndarray, truth: np.ndarray, pred
     plt.close(fig)
 
 
-__all__ = ["read_for_checkpoint", "forecast_series", "forecast_csv", "convert_authors_checkpoint", "plot_forecast"]
+__all__ = ["read_for_checkpoint", "forecast_series", "has_test_split", "test_series", "forecast_csv", "convert_authors_checkpoint", "plot_forecast"]

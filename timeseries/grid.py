@@ -3,8 +3,10 @@
 Every finished cell (dataset, horizon, seed) is appended to a JSON results file, written
 atomically, before the next cell starts; a rerun skips the cells already there. An interrupted
 cell resumes from its per-epoch training state. The table (per dataset and horizon, mean ± std
-over seeds, an average row per dataset, the paper's FFNet-TS and iTransformer averages beside
-ours) and a forecast-vs-truth plot go to ``<out_dir>/timeseries_grid.{md,csv,png}``.
+over seeds, an average row per dataset, the four baselines of :mod:`ffnet.timeseries.baselines` on
+the same test windows with FFNet-TS's gain over the best of them, and the paper's FFNet-TS and
+iTransformer averages beside ours) and a forecast-vs-truth plot go to
+``<out_dir>/<name>.{md,csv,png}`` (default name ``timeseries_grid``).
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ from ffnet.timeseries.data import HORIZONS, SEQ_LEN, STANDARD_DATASETS, Series, 
     make_splits, read_series
 from ffnet.timeseries.forecast import plot_forecast
 from ffnet.timeseries.paper_results import ETT_SUBSETS, PAPER_AVERAGES, RELEASE_FIGURE_FFNET
-from ffnet.timeseries.train import STATE_FILE, atomic_write_text, fit, load_checkpoint, paper_configs
+from ffnet.engine.files import write_atomic
+from ffnet.timeseries.baselines import BASELINES, relative_gain
+from ffnet.timeseries.train import STATE_FILE, fit, load_checkpoint, paper_configs
 
 GRID_NAME = "timeseries_grid"
 BASE_SEED = 2021
@@ -29,27 +33,39 @@ BASE_SEED = 2021
 
 @dataclass(frozen=True)
 class DataSource:
-    """A grid dataset: a standard one found under a root, or a user CSV (``custom`` preset)."""
+    """A grid dataset: a standard one found under a root, a user CSV or a public series (``custom`` preset)."""
 
     name: str
     path: str | None = None  # a user CSV; None for standard datasets
+    public: bool = False  # one of ffnet.timeseries.public.PUBLIC_SERIES
 
     def load(self, data_root: str | Path | None) -> Series:
         if self.path is not None:
             return read_series(self.path, name=self.name)
+        if self.public:
+            from ffnet.timeseries.public import load_public
+
+            return load_public(self.name)
         if data_root is None:
             raise ValueError(f"{self.name}: pass --data-root DIR (the folder holding the standard CSVs)")
         return load_standard(data_root, self.name)
 
     @property
     def preset(self) -> str:
-        return "custom" if self.path is not None else self.name
+        return "custom" if self.path is not None or self.public else self.name
 
 
-def sources(datasets: Sequence[str] = (), csv_files: Sequence[str | Path] = ()) -> list[DataSource]:
-    """Standard dataset names (canonicalized) followed by user CSVs (named by file stem)."""
+def sources(datasets: Sequence[str] = (), csv_files: Sequence[str | Path] = (),
+            public: Sequence[str] = ()) -> list[DataSource]:
+    """Standard dataset names (canonicalized), user CSVs (named by file stem), then public series."""
+    from ffnet.timeseries.public import PUBLIC_SERIES
+
+    unknown = [name for name in public if name not in PUBLIC_SERIES]
+    if unknown:
+        raise ValueError(f"unknown public series {unknown}: choose from {', '.join(PUBLIC_SERIES)}")
     out = [DataSource(dataset_spec(name).name) for name in datasets]
     out += [DataSource(Path(path).stem, str(path)) for path in csv_files]
+    out += [DataSource(name, public=True) for name in public]
     names = [s.name for s in out]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -87,15 +103,18 @@ def run_grid(
     epochs: int | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    season: int | None = None,
 ) -> list[dict]:
     """Train and test every missing cell; returns the cells trained by this call.
 
-    ``epochs`` caps the epoch budget (default: the release's 100 with early stopping); it is
-    part of the results file's settings so that capped and full runs are never mixed.
+    ``epochs`` caps the epoch budget (default: each preset's, 100 for the release's, 30 for
+    ``custom``); it is part of the results file's settings so that capped and full runs are never
+    mixed. ``season`` fixes the seasonal-naive period (default: detected per dataset).
     """
     if repeats < 1:
         raise ValueError("--repeats must be >= 1")
-    settings = {"seq_len": SEQ_LEN, "max_epochs": epochs or 100, "protocol": "TSLib long-term, standardized metrics"}
+    settings = {"seq_len": SEQ_LEN, "max_epochs": epochs or "preset", "season": season or "detected",
+                "protocol": "TSLib long-term, standardized metrics"}
     cells = load_results(results_file, settings)
     done = {_cell_key(c["dataset"], c["horizon"], c["seed"]) for c in cells}
     seeds = [BASE_SEED + i for i in range(repeats)]
@@ -114,15 +133,18 @@ def run_grid(
         if epochs is not None:
             train_config = replace(train_config, epochs=epochs)
         run_dir = Path(work_dir) / f"{source.name}_T{horizon}_seed{seed}"
-        result = fit(series, model_config, train_config, run_dir, device, progress)
-        cell = {**asdict(result), "source": source.path, "settings": settings}
+        result = fit(series, model_config, train_config, run_dir, device, progress, season=season)
+        cell = {**asdict(result), "source": source.path, "public": source.public, "preset": source.preset,
+                "train_config": asdict(train_config), "settings": settings}
         cells.append(cell)
         trained.append(cell)
-        atomic_write_text(json.dumps({"settings": settings, "cells": cells}, indent=1), results_file)
+        write_atomic(results_file, json.dumps({"settings": settings, "cells": cells}, indent=1))
         (run_dir / STATE_FILE).unlink(missing_ok=True)
         bar.update(1)
+        best = min(BASELINES, key=lambda b: result.baselines[b]["mse"])
         bar.write(f"{source.name} T={horizon} seed={seed}: test MSE {result.test_mse:.4f} MAE {result.test_mae:.4f} "
-                  f"(best epoch {result.best_epoch}/{result.epochs_run})")
+                  f"(best epoch {result.best_epoch}/{result.epochs_run}); best baseline {best} "
+                  f"{result.baselines[best]['mse']:.4f}")
     bar.close()
     return trained
 
@@ -136,15 +158,39 @@ def _dataset_order(name: str) -> tuple[int, str]:
     return (order.index(name), name) if name in order else (len(order), name)
 
 
+BASELINE_COLUMNS = {"repeat-last": "Repeat-last MSE", "seasonal-naive": "Seasonal-naive MSE",
+                    "linear": "Linear MSE", "DLinear": "DLinear MSE"}
+
+
 def _row(dataset: str, horizon: str, seeds: str, mse: float, mae: float, mse_std: float | str = "",
-         mae_std: float | str = "", paper: str | None = None) -> dict:
+         mae_std: float | str = "", paper: str | None = None, baselines: dict[str, float] | None = None,
+         season: str = "") -> dict:
+    """One table row; ``baselines`` maps baseline name → mean test MSE."""
     ffnet = PAPER_AVERAGES.get(paper, {}).get("FFNet-TS", ("", ""))
     itrans = PAPER_AVERAGES.get(paper, {}).get("iTransformer", ("", ""))
-    return {"Dataset": dataset, "Horizon": horizon, "Seeds": seeds, "MSE": round(mse, 4), "MAE": round(mae, 4),
-            "MSE std": mse_std if mse_std == "" else round(mse_std, 4),
-            "MAE std": mae_std if mae_std == "" else round(mae_std, 4),
-            "Paper FFNet-TS MSE": ffnet[0], "Paper FFNet-TS MAE": ffnet[1],
-            "Paper iTransformer MSE": itrans[0], "Paper iTransformer MAE": itrans[1]}
+    row = {"Dataset": dataset, "Horizon": horizon, "Seeds": seeds, "MSE": round(mse, 4), "MAE": round(mae, 4),
+           "MSE std": mse_std if mse_std == "" else round(mse_std, 4),
+           "MAE std": mae_std if mae_std == "" else round(mae_std, 4)}
+    for name, column in BASELINE_COLUMNS.items():
+        row[column] = round(baselines[name], 4) if baselines else ""
+    row["Period"] = season
+    if baselines:
+        best = min(BASELINES, key=lambda b: baselines[b])
+        gain = relative_gain(mse, baselines[best])
+        row["Best baseline"] = best
+        row["Gain vs best (%)"] = round(100 * gain, 1)
+        row["Beats all"] = "yes" if gain > 0 else "NO"
+    else:
+        row["Best baseline"] = row["Gain vs best (%)"] = row["Beats all"] = ""
+    row.update({"Paper FFNet-TS MSE": ffnet[0], "Paper FFNet-TS MAE": ffnet[1],
+                "Paper iTransformer MSE": itrans[0], "Paper iTransformer MAE": itrans[1]})
+    return row
+
+
+def _baseline_means(runs: Sequence[dict]) -> dict[str, float] | None:
+    if not all(c.get("baselines") for c in runs):
+        return None
+    return {b: statistics.fmean(c["baselines"][b]["mse"] for c in runs) for b in BASELINES}
 
 
 def grid_rows(cells: Sequence[dict]) -> list[dict]:
@@ -154,23 +200,33 @@ def grid_rows(cells: Sequence[dict]) -> list[dict]:
     an "ETT" row (mean of the four subsets) appears when all four subsets are complete.
     """
     per_horizon: dict[str, dict[int, tuple[float, float]]] = {}
+    baseline_means: dict[str, dict[int, dict[str, float] | None]] = {}
     rows = []
     for dataset in sorted({c["dataset"] for c in cells}, key=_dataset_order):
         mine = [c for c in cells if c["dataset"] == dataset]
         means: dict[int, tuple[float, float]] = {}
+        base: dict[int, dict[str, float] | None] = {}
         for horizon in sorted({c["horizon"] for c in mine}):
             runs = [c for c in mine if c["horizon"] == horizon]
             mse, mse_std = _mean_std([c["test_mse"] for c in runs])
             mae, mae_std = _mean_std([c["test_mae"] for c in runs])
             means[horizon] = (mse, mae)
-            rows.append(_row(dataset, str(horizon), str(len(runs)), mse, mae, mse_std, mae_std))
+            base[horizon] = _baseline_means(runs)
+            periods = sorted({str(c["baselines"]["season"]) for c in runs if c.get("baselines")})
+            rows.append(_row(dataset, str(horizon), str(len(runs)), mse, mae, mse_std, mae_std,
+                             baselines=base[horizon], season="/".join(periods)))
         per_horizon[dataset] = means
+        baseline_means[dataset] = base
         complete = set(HORIZONS) <= set(means)
         label = "avg" if complete else "avg(" + ",".join(str(h) for h in sorted(means)) + ")"
-        used = [means[h] for h in (HORIZONS if complete else sorted(means))]
+        horizons = HORIZONS if complete else sorted(means)
+        used = [means[h] for h in horizons]
         paper = dataset if complete and dataset in PAPER_AVERAGES else None
+        average_base = None
+        if all(base[h] for h in horizons):
+            average_base = {b: statistics.fmean(base[h][b] for h in horizons) for b in BASELINES}
         rows.append(_row(dataset, label, "", statistics.fmean(m[0] for m in used),
-                         statistics.fmean(m[1] for m in used), paper=paper))
+                         statistics.fmean(m[1] for m in used), paper=paper, baselines=average_base))
     if all(d in per_horizon and set(HORIZONS) <= set(per_horizon[d]) for d in ETT_SUBSETS):
         used = [per_horizon[d][h] for d in ETT_SUBSETS for h in HORIZONS]
         rows.append(_row("ETT (4 subsets)", "avg", "", statistics.fmean(m[0] for m in used),
@@ -193,18 +249,26 @@ def plot_first_cell(cells: Sequence[dict], path: str | Path, data_root: str | Pa
                   f"{cell['dataset']} '{column}', horizon {config.pred_len}, first test window (seed {cell['seed']})")
 
 
-def grid_result(cells: Sequence[dict], data_root: str | Path | None = None):
+def grid_result(cells: Sequence[dict], data_root: str | Path | None = None, name: str = GRID_NAME):
     """The grid as a :class:`ffnet.tables.BenchmarkResult` (table, notes, forecast plot)."""
-    from ffnet.tables import BenchmarkResult
+    from ffnet.engine.bench import BenchmarkResult
 
     seeds = sorted({c["seed"] for c in cells})
     max_epochs = cells[0]["settings"]["max_epochs"]
+    budget = "each preset's epoch budget" if max_epochs == "preset" else f"at most {max_epochs} epochs"
     notes = [
         "Protocol: Time-Series-Library long-term forecasting, look-back 96, train/val/test borders and train-only "
         "standardization as in the authors' loaders; MSE/MAE on standardized values over all test windows, "
         "steps and variables; best-validation checkpoint restored before testing.",
-        f"Training: the release's per-dataset scripts (Adam, lr schedule type3, early stopping), at most {max_epochs} "
-        f"epochs; seeds {seeds}; 'MSE'/'MAE' are means over seeds, 'std' their sample standard deviation.",
+        f"Training: standard datasets use the release's per-dataset scripts (Adam, lr schedule type3, early "
+        f"stopping, 100 epochs); CSVs and public series the custom preset (timeseries/presets.py: lr 1e-3, dropout "
+        f"0.2, plateau schedule, 30 epochs); {budget}; seeds {seeds}; 'MSE'/'MAE' are means over seeds, 'std' "
+        "their sample standard deviation.",
+        "Baselines (ffnet.timeseries.baselines, same test windows and scaling): repeat-last; seasonal-naive "
+        "(repeats the last cycle; 'Period' = the detected period, the strongest autocorrelation peak of the "
+        "training segment at lags 2-96); linear = per-variable least squares from the 96 past values to the "
+        "horizon; DLinear = TSLib's DLinear trained with Adam (lr 5e-3, batch 32, <= 10 epochs, early stopping). "
+        "'Gain vs best' = 1 - MSE(FFNet-TS) / MSE(best baseline); 'Beats all' = NO where a baseline is better.",
         "Paper columns: averages over the four horizons from the paper (arXiv 2406.02021); it gives no "
         "per-horizon numbers. iTransformer numbers are the ones the paper copies from iTransformer.",
         "The release's result figure differs for FFNet-TS on " + ", ".join(
@@ -212,10 +276,10 @@ def grid_result(cells: Sequence[dict], data_root: str | Path | None = None):
         "Exchange has no released script: CIFFN ratio 1 is from the paper, dropout/batch/patience are our choice "
         "(timeseries/presets.py).",
     ]
-    if max_epochs < 100:
+    if max_epochs != "preset" and max_epochs < 100:
         notes.insert(0, f"CAPPED RUN: at most {max_epochs} epochs per cell (the release allows 100); not comparable "
                         "with the paper.")
-    return BenchmarkResult(name=GRID_NAME, title="FFNet-TS long-term forecasting (ours vs paper)",
+    return BenchmarkResult(name=name, title="FFNet-TS long-term forecasting (ours vs baselines and paper)",
                            rows=grid_rows(cells), notes=notes,
                            plot=lambda png: plot_first_cell(cells, png, data_root))
 

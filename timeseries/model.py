@@ -24,6 +24,7 @@ from torch import nn
 
 from ffnet.core import FFNetBlock, MetaMixer, conv_unit, ffnified_attention, reparameterize
 from ffnet.core.conv1d import PointwiseConv1d
+from ffnet.engine.checkpoints import load_file, load_state_dict, register_describer, register_layout
 
 
 @dataclass(frozen=True)
@@ -422,7 +423,7 @@ def load_authors_state_dict(model: FFNetTS, state_dict: Mapping[str, torch.Tenso
     is then re-parameterized first so that the keys match.
     """
     if isinstance(state_dict, (str, Path)):
-        state_dict = torch.load(state_dict, map_location="cpu", weights_only=True)
+        state_dict = load_file(state_dict)
     converted = convert_authors_state_dict(state_dict)
     if any(".query_proj.conv.weight" in k for k in converted):
         reparameterize(model)
@@ -435,13 +436,51 @@ def load_authors_state_dict(model: FFNetTS, state_dict: Mapping[str, torch.Tenso
         raise ValueError(f"checkpoint does not fit this FFNetTSConfig (check num_variables, horizon, ffn_ratio; "
                          f"config_from_authors_state_dict reads them off the weights): missing {missing[:4]}, "
                          f"unexpected {unexpected[:4]}, shape mismatches {mismatched[:4]}")
-    model.load_state_dict(converted)
+    load_state_dict(model, converted, source="the authors' checkpoint", convert=False)
     return model
+
+
+def _is_authors_layout(state: Mapping[str, torch.Tensor]) -> bool:
+    """The release's FFNet-TS keys: 1-D (3-dim) ``token_mixer.dw1`` kernels under ``stages.0.blocks``."""
+    return any(k.endswith("token_mixer.dw1.weight") and "stages.0.blocks." in k and v.dim() == 3
+               for k, v in state.items())
+
+
+def describe_state_dict(state: Mapping[str, torch.Tensor]) -> str | None:
+    """``'FFNet-TS (7 variables, horizon 96, D 64, CIFFN ratio 2: shaped like ETTh1)'`` or ``None``."""
+    try:
+        if _is_authors_layout(state):
+            config = config_from_authors_state_dict(state)
+            where = "the authors' layout"
+        elif "patch_embed.conv.weight" in state and "head.linear.weight" in state:
+            dim = state["patch_embed.conv.weight"].shape[0]
+            variables = state["blocks.0.token_mixer.mixer.metamixer.query_proj.fc1.weight"].shape[1]
+            hidden = state["blocks.0.channel_mixer.mixer.metamixer.compat.weight"].shape[0] // variables
+            config = FFNetTSConfig(num_variables=variables, pred_len=state["head.linear.weight"].shape[0], dim=dim,
+                                   ffn_ratio=hidden // dim)
+            where = "ours"
+        else:
+            return None
+    except (KeyError, IndexError, ValueError):
+        return None
+    from ffnet.timeseries.data import STANDARD_DATASETS
+    from ffnet.timeseries.presets import preset_for
+
+    like = [name for name, spec in STANDARD_DATASETS.items()
+            if spec.num_variables == config.num_variables
+            and preset_for(name, config.pred_len).ffn_ratio == config.ffn_ratio]
+    shaped = f": shaped like {'/'.join(like)}" if like else ""
+    return (f"FFNet-TS ({where}; {config.num_variables} variables, horizon {config.pred_len}, D {config.dim}, "
+            f"CIFFN ratio {config.ffn_ratio}{shaped})")
+
+
+register_layout("ffnet-ts-authors", _is_authors_layout, convert_authors_state_dict)
+register_describer("ffnet-ts", describe_state_dict)
 
 
 __all__ = [
     "FFNetTSConfig", "FFNetTS", "RevIN", "PatchEmbedding", "VariableBatchNorm", "CrossVariableFFN",
     "ChannelFFNOutput", "VariablesAsChannels", "FlattenHead", "token_mixer", "channel_mixer", "ffnet_ts_block",
     "MODELS", "create_model", "count_parameters", "AUTHORS_KEY_MAP", "AUTHORS_UNUSED_PREFIXES",
-    "convert_authors_state_dict", "config_from_authors_state_dict", "load_authors_state_dict",
+    "convert_authors_state_dict", "config_from_authors_state_dict", "load_authors_state_dict", "describe_state_dict",
 ]

@@ -7,14 +7,15 @@
 * test metrics: MSE and MAE over all windows × T × M on standardized values.
 
 Each epoch writes a resume state atomically (``train_state.pt``: weights, optimizer, RNG, early
-stopping counters, best weights); rerunning with the same ``run_dir`` continues the run. The
+stopping counters, best weights; plain dicts, lists, numbers, strings and tensors only, so it loads
+weights-only); rerunning with the same ``run_dir`` continues the run. ``fit`` holds ``run_dir``
+with :class:`ffnet.engine.files.RunLock`: a second run into the same folder is refused. The
 final checkpoint (``checkpoint.pt``) holds what ``ffnet ts forecast`` needs: config, weights,
 scaler, column names.
 """
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ffnet.engine.checkpoints import load_file, load_state_dict
+from ffnet.engine.files import RunLock, save_atomic
+from ffnet.timeseries.baselines import evaluate_baselines
 from ffnet.timeseries.data import ForecastSplits, ForecastWindows, Series, Standardizer, make_splits
 from ffnet.timeseries.model import FFNetTS, FFNetTSConfig
 from ffnet.timeseries.presets import preset_for
@@ -47,8 +51,9 @@ class TrainConfig:
     num_workers: int = 0
 
     def __post_init__(self):
-        if self.lradj not in ("type3", "constant"):
-            raise ValueError(f"unknown lradj {self.lradj!r}: use 'type3' (the release's) or 'constant'")
+        if self.lradj not in ("type3", "constant", "plateau"):
+            raise ValueError(f"unknown lradj {self.lradj!r}: use 'type3' (the release's), 'plateau' (the custom "
+                             "preset's) or 'constant'")
         if self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
             raise ValueError("batch_size, epochs and patience must be positive")
 
@@ -60,19 +65,26 @@ def paper_configs(dataset: str, num_variables: int, horizon: int, seq_len: int =
     model = FFNetTSConfig(num_variables=num_variables, pred_len=horizon, seq_len=seq_len, ffn_ratio=preset.ffn_ratio,
                           dropout=preset.dropout, head_dropout=preset.head_dropout)
     train = TrainConfig(learning_rate=preset.learning_rate, batch_size=preset.batch_size, patience=preset.patience,
-                        seed=seed)
+                        seed=seed, lradj=preset.lradj, epochs=preset.epochs)
     return model, train
 
 
-def learning_rate_at(epoch: int, config: TrainConfig) -> float:
+def learning_rate_at(epoch: int, config: TrainConfig, history: "TrainHistory | None" = None) -> float:
     """Learning rate of 1-based ``epoch``.
 
     ``type3`` as the release executes it: epoch 1 runs at lr/25 (constructing ``OneCycleLR``
     sets the optimizer to its initial lr, max_lr/25), epochs 2–4 at lr, then ×0.9 per epoch.
+    ``plateau``: the previous epoch's lr, halved when the epochs without validation improvement
+    (``history.bad_epochs``) reach a positive multiple of 2.
     """
     lr = config.learning_rate
     if config.lradj == "constant":
         return lr
+    if config.lradj == "plateau":
+        if history is None or not history.epochs:
+            return lr
+        previous = history.epochs[-1]["lr"]
+        return previous / 2 if history.bad_epochs and history.bad_epochs % 2 == 0 else previous
     if epoch == 1:
         return lr / 25
     return lr if epoch <= 4 else lr * 0.9 ** (epoch - 4)
@@ -82,23 +94,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(text: str, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def default_device() -> torch.device:
@@ -178,9 +173,9 @@ def _state_signature(model: FFNetTS, config: TrainConfig, train: ForecastWindows
     signature.pop("epochs")  # a run may be continued with a larger epoch budget
     signature.pop("num_workers")
     signature["model"] = model.config.to_dict()
-    signature["windows"] = (len(train), len(val))
+    signature["windows"] = [len(train), len(val)]
     signature["data"] = data_id
-    return signature
+    return json.loads(json.dumps(signature))  # plain types, as they come back from a weights-only load
 
 
 def train_model(model: FFNetTS, train: ForecastWindows, val: ForecastWindows, config: TrainConfig,
@@ -201,22 +196,22 @@ def train_model(model: FFNetTS, train: ForecastWindows, val: ForecastWindows, co
     best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     signature = _state_signature(model, config, train, val, data_id)
     if state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=False)
+        state = load_file(state_path, map_location=device)
         if state["signature"] != signature:
             raise ValueError(f"{run_dir} holds a run with other settings ({state['signature']}); use another run "
                              "directory or delete it to start over")
-        model.load_state_dict(state["model"])
+        load_state_dict(model, state["model"], source=str(state_path))
         optimizer.load_state_dict(state["optimizer"])
         best_weights = state["best_model"]
         history = TrainHistory(**state["history"])
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())
         if state.get("cuda_rng") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+            torch.cuda.set_rng_state_all([r.cpu() for r in state["cuda_rng"]])
     bar = tqdm(total=config.epochs, initial=min(history.epochs_run, config.epochs), desc="train", unit="epoch",
                disable=not progress)
     while history.epochs_run < config.epochs and not history.stopped_early:
         epoch = history.epochs_run + 1
-        lr = learning_rate_at(epoch, config)
+        lr = learning_rate_at(epoch, config, history)
         for group in optimizer.param_groups:
             group["lr"] = lr
         start = time.perf_counter()
@@ -231,8 +226,9 @@ def train_model(model: FFNetTS, train: ForecastWindows, val: ForecastWindows, co
         else:
             history.bad_epochs += 1
             history.stopped_early = history.bad_epochs >= config.patience
-        atomic_save({"signature": signature, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "best_model": best_weights, "history": asdict(history), "rng": torch.get_rng_state(),
+        save_atomic({"signature": signature, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "best_model": best_weights, "history": json.loads(json.dumps(asdict(history))),
+                     "rng": torch.get_rng_state(),
                      "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                     state_path)
         bar.update(1)
@@ -256,11 +252,17 @@ class RunResult:
     epochs_run: int
     train_seconds: float
     checkpoint: str
+    baselines: dict | None = None  # evaluate_baselines() on the same test windows
 
 
 def fit(series: Series, model_config: FFNetTSConfig, train_config: TrainConfig, run_dir: str | Path,
-        device: torch.device | str | None = None, progress: bool = True) -> RunResult:
-    """Split and scale ``series``, train (resumable), test, and write ``run_dir/checkpoint.pt``."""
+        device: torch.device | str | None = None, progress: bool = True, baselines: bool = True,
+        season: int | None = None) -> RunResult:
+    """Split and scale ``series``, train (resumable), test, and write ``run_dir/checkpoint.pt``.
+
+    With ``baselines`` the four reference forecasters of :mod:`ffnet.timeseries.baselines`
+    (seasonal period ``season``, or detected) are fitted and tested on the same windows.
+    """
     device = torch.device(device) if device is not None else default_device()
     if len(series.columns) != model_config.num_variables:
         raise ValueError(f"the model expects {model_config.num_variables} variables, {series.name} has "
@@ -269,20 +271,23 @@ def fit(series: Series, model_config: FFNetTSConfig, train_config: TrainConfig, 
     seed_everything(train_config.seed)
     model = FFNetTS(model_config)
     data_id = {"dataset": series.name, "columns": series.columns, "rows": len(series.values)}
-    history = train_model(model, splits.train, splits.val, train_config, run_dir, device, progress, data_id)
-    metrics = evaluate(model, splits.test, train_config.batch_size, device)
-    checkpoint = Path(run_dir) / CHECKPOINT_FILE
-    save_checkpoint(checkpoint, model, splits, train_config, metrics, history)
+    with RunLock(run_dir):
+        history = train_model(model, splits.train, splits.val, train_config, run_dir, device, progress, data_id)
+        metrics = evaluate(model, splits.test, train_config.batch_size, device)
+        reference = evaluate_baselines(splits, "test", season, train_config.seed) if baselines else None
+        checkpoint = Path(run_dir) / CHECKPOINT_FILE
+        save_checkpoint(checkpoint, model, splits, train_config, metrics, history, reference)
     return RunResult(series.name, model_config.pred_len, train_config.seed, history.best_val, metrics["mse"],
                      metrics["mae"], history.best_epoch, history.epochs_run,
-                     sum(e["seconds"] for e in history.epochs), str(checkpoint))
+                     sum(e["seconds"] for e in history.epochs), str(checkpoint), reference)
 
 
 def save_checkpoint(path: str | Path, model: FFNetTS, splits: ForecastSplits, train_config: TrainConfig | None,
-                    metrics: dict[str, float] | None, history: TrainHistory | None = None) -> None:
+                    metrics: dict[str, float] | None, history: TrainHistory | None = None,
+                    baselines: dict | None = None) -> None:
     """The deployable checkpoint: config, weights, the train-fitted scaler and the column names."""
     series = splits.series
-    atomic_save({
+    save_atomic({
         "format": CHECKPOINT_FORMAT,
         "model_config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -292,8 +297,9 @@ def save_checkpoint(path: str | Path, model: FFNetTS, splits: ForecastSplits, tr
         "dataset": series.name,
         "layout": series.layout,
         "train_config": None if train_config is None else asdict(train_config),
-        "metrics": metrics,
+        "metrics": None if metrics is None else {k: float(v) for k, v in metrics.items()},
         "history": None if history is None else json.loads(json.dumps(asdict(history))),
+        "baselines": baselines,
     }, path)
 
 
@@ -309,22 +315,19 @@ class LoadedCheckpoint:
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> LoadedCheckpoint:
     """Load a ``checkpoint.pt`` written by :func:`fit` (or ``ffnet ts convert``), in eval mode."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    payload = torch.load(path, map_location=device, weights_only=False)
+    payload = load_file(path, map_location=device)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an FFNet-TS checkpoint of this package (no scaler or column names); a raw "
                          "state_dict such as the authors' checkpoint.pth must first be converted with "
                          "`ffnet ts convert --authors-checkpoint FILE --data NAME --data-root DIR --out C`")
     model = FFNetTS(FFNetTSConfig.from_dict(payload["model_config"]))
-    model.load_state_dict(payload["state_dict"])
+    load_state_dict(model, payload["state_dict"], source=str(path))
     model.to(device).eval()
     return LoadedCheckpoint(model, Standardizer.from_dict(payload["scaler"]), list(payload["columns"]),
                             payload["date_column"], payload)
 
 
 __all__ = [
-    "TrainConfig", "paper_configs", "learning_rate_at", "seed_everything", "atomic_save", "atomic_write_text",
-    "default_device", "validation_loss", "evaluate", "repeat_last_value_loss", "train_one_epoch", "TrainHistory",
+    "TrainConfig", "paper_configs", "learning_rate_at", "seed_everything", "default_device", "validation_loss", "evaluate", "repeat_last_value_loss", "train_one_epoch", "TrainHistory",
     "train_model", "RunResult", "fit", "save_checkpoint", "LoadedCheckpoint", "load_checkpoint",
 ]
