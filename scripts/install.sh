@@ -1,7 +1,28 @@
 #!/usr/bin/env bash
 # Installs ffnet with every extra and the test tools into a virtual environment (default .venv).
 # Safe to run again: pip skips what is already installed, and the mmcv wheel is cached.
+#
+# `scripts/install.sh --pointcept [VENV]` instead builds the separate environment (default
+# .venv-pointcept) for upstream Pointcept (docs/pointcloud.md): the same torch pins, ffnet with the
+# pointcloud extra and the test tools, and the PyPI packages that importing Pointcept's models,
+# datasets and engines needs. Separate because Pointcept pulls in transformers (through peft), and
+# transformers >= 4.28 with pycocotools breaks mmpretrain, which detection/segmentation need.
+# Pointcept's CUDA-only extensions (pointops, torch_cluster, torch_scatter) are not installed: the
+# Pointcept test job puts import stand-ins from tests/pointcept_stubs/ on its path instead.
 set -euo pipefail
+if [ "${1:-}" = "--pointcept" ]; then
+  VENV=${2:-.venv-pointcept}
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  PIP="$VENV/bin/python -m pip"
+  $PIP install --disable-pip-version-check -q "torch==2.14.1" "torchvision==0.29.1" "setuptools==80.10.2" wheel
+  $PIP install --disable-pip-version-check -q -e ".[pointcloud,spconv,test]"
+  # What `import pointcept.models, pointcept.datasets, pointcept.engines.{train,test}` needs from
+  # PyPI (Pointcept's README lists them; none is on our FFNet path but Pointcept imports them all).
+  # open3d-cpu needs the system library libusb-1.0 (Debian: libusb-1.0-0) at import.
+  $PIP install --disable-pip-version-check -q addict yapf termcolor tensorboardX wandb h5py einops \
+      plyfile pyyaml torch-geometric "transformers==4.50.3" peft open3d-cpu
+  exit 0
+fi
 VENV=${1:-.venv}
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"
