@@ -98,3 +98,16 @@ def test_ffnet_ts_training_step_matches_plain_conv1d():
     torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-4, atol=1e-5)
     for (name, p), q in zip(ours.named_parameters(), plain.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_speed_rows_time_ours_and_the_plain_conv_model(tmp_path):
+    from ffnet.timeseries.speed import load_authors_model, speed_rows
+
+    lines = []
+    rows = speed_rows([1], batch=4, rounds=2, warmup=0, log=lines.append)
+    assert len(rows) == 1 and rows[0]["Variables"] == 1 and rows[0]["Batch"] == 4
+    assert {"ours steps/s", "ours, nn.Conv1d steps/s", "speed-up vs nn.Conv1d"} <= set(rows[0])
+    assert "speed-up vs authors" not in rows[0]
+    assert len(lines) == 2 and lines[0].startswith("M=1: round 1/2")
+    with pytest.raises(FileNotFoundError, match="time_series_forecasting/models/FFNet.py"):
+        load_authors_model(tmp_path, 1, 96)

@@ -138,4 +138,16 @@ def speed_result(args: argparse.Namespace):
                            notes=notes)
 
 
-__all__ = ["SPEED_NAME", "add_arguments", "load_authors_model", "speed_rows", "speed_result"]
+def main(argv: list[str] | None = None) -> None:
+    """Command-line hook: parse :func:`add_arguments` (+ ``--rounds``, ``--out-dir``), write the table."""
+    from ffnet.engine.bench import write_result
+
+    parser = argparse.ArgumentParser(prog="ffnet timeseries bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out-dir", default="docs/results")
+    args = parser.parse_args(argv)
+    write_result(speed_result(args), args.out_dir)
+
+
+__all__ = ["SPEED_NAME", "add_arguments", "load_authors_model", "speed_rows", "speed_result", "main"]
