@@ -38,8 +38,9 @@ COLOR_TRANSFORM_NAME = "NormalizeColorSymmetric"
 
 
 def pointcept_available() -> bool:
-    """Whether a Pointcept checkout (``pointcept.models``) is importable."""
-    return importlib.util.find_spec("pointcept") is not None
+    """Whether a Pointcept checkout (the ``pointcept`` package) is importable."""
+    spec = importlib.util.find_spec("pointcept")
+    return spec is not None and spec.origin is not None  # a package, not a stray folder named pointcept
 
 
 if pointcept_available():
