@@ -31,7 +31,7 @@ BLOCK = 64  # outputs per band block: long enough to feed BLAS, short enough to 
 
 
 def _band(weight: torch.Tensor, block: int) -> torch.Tensor:
-    """``(C, 1, K)`` kernels → banded ``(C, S + K − 1, S)`` matrices ``T[c, i, j] = w[c, i − j]`` (0 off the band)."""
+    """``(C, 1, K)`` kernels → banded ``(C, S + K − 1, S)`` matrices, ``T[c, i, j] = w[c, i − j]`` in the band."""
     padded = F.pad(weight[:, 0], (block - 1, block - 1))  # (C, K + 2S − 2)
     return padded.unfold(-1, block, 1).flip(-1)  # [c, i, j'] = padded[c, i + j'], then j = S − 1 − j'
 

@@ -27,7 +27,8 @@ def test_window_arrays_are_the_dataset_items():
 def test_detect_season_finds_the_daily_cycle():
     t = np.arange(2000)
     rng = np.random.default_rng(0)
-    values = np.stack([np.sin(2 * np.pi * t / 24), np.cos(2 * np.pi * t / 24)], 1) + 0.1 * rng.standard_normal((2000, 2))
+    values = np.stack([np.sin(2 * np.pi * t / 24), np.cos(2 * np.pi * t / 24)], 1)
+    values += 0.1 * rng.standard_normal((2000, 2))
     assert detect_season(values, 96) == 24
     assert detect_season(rng.standard_normal((2000, 1)).cumsum(0), 96) == 1  # a random walk has no peak
 

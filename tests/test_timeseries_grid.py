@@ -93,7 +93,8 @@ def test_grid_resumes_and_writes_the_table(tmp_path, weather):
 def test_train_and_forecast_commands_on_a_users_csv(tmp_path, weather, capsys):
     csv = write_csv(weather[["date", "temp_max", "temp_min", "wind"]].iloc[:500], tmp_path / "mine.csv")
     run_dir = tmp_path / "run"
-    main(["timeseries", "train", "--data", "custom", "--csv", csv, "--horizon", "8", "--epochs", "1", "--out", str(run_dir),
+    main(["timeseries", "train", "--data", "custom", "--csv", csv, "--horizon", "8", "--epochs", "1",
+          "--out", str(run_dir),
           "--device", "cpu"])
     printed = capsys.readouterr().out
     assert "FFNet-TS" in printed and "seasonal-naive (period" in printed and "DLinear" in printed

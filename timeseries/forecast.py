@@ -133,4 +133,5 @@ def plot_forecast(path: str | Path, history: np.ndarray, truth: np.ndarray, pred
     plt.close(fig)
 
 
-__all__ = ["read_for_checkpoint", "forecast_series", "has_test_split", "test_series", "forecast_csv", "convert_authors_checkpoint", "plot_forecast"]
+__all__ = ["read_for_checkpoint", "forecast_series", "has_test_split", "test_series", "forecast_csv",
+           "convert_authors_checkpoint", "plot_forecast"]

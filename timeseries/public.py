@@ -6,7 +6,7 @@ Nothing is downloaded: the data are files inside ``vega_datasets`` and ``statsmo
 | --- | --- | --- | --- | --- |
 | ``seattle-temps`` | hourly | 1 (temp) | 8,759 | vega_datasets ``seattle-temps`` (2010) |
 | ``city-temps`` | hourly | 2 (Seattle, San Francisco) | 8,759 | vega_datasets ``seattle-temps`` + ``sf-temps`` |
-| ``seattle-weather`` | daily | 4 (precipitation, temp_max, temp_min, wind) | 1,461 | vega_datasets ``seattle-weather`` |
+| ``seattle-weather`` | daily | 4 (precipitation, temp max/min, wind) | 1,461 | vega_datasets ``seattle-weather`` |
 | ``co2`` | weekly | 1 (co2) | 2,284 | statsmodels ``co2`` (Mauna Loa; 59 missing weeks interpolated linearly) |
 """
 from __future__ import annotations

@@ -328,6 +328,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Loa
 
 
 __all__ = [
-    "TrainConfig", "paper_configs", "learning_rate_at", "seed_everything", "default_device", "validation_loss", "evaluate", "repeat_last_value_loss", "train_one_epoch", "TrainHistory",
+    "TrainConfig", "paper_configs", "learning_rate_at", "seed_everything", "default_device", "validation_loss",
+    "evaluate", "repeat_last_value_loss", "train_one_epoch", "TrainHistory",
     "train_model", "RunResult", "fit", "save_checkpoint", "LoadedCheckpoint", "load_checkpoint",
 ]
