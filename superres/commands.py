@@ -128,10 +128,8 @@ def _test(args: argparse.Namespace) -> None:
 
     test_runner = runner.build_runner(args, "test")
     model = test_runner.model.module if is_model_wrapper(test_runner.model) else test_runner.model
-    report = load_state_dict(model.generator, state, source=str(checkpoint),
-                             target=f"the generator of {Path(args.config).name}")
-    converted = f", converted from {report.converter}" if report.converter else ""
-    print(f"loaded {checkpoint}: all {len(state)} generator tensors{converted}", flush=True)
+    load_state_dict(model.generator, state, source=str(checkpoint), target=f"the generator of {Path(args.config).name}")
+    print(f"loaded {checkpoint}: all {len(state)} generator tensors", flush=True)
     test_runner.test()
 
 

@@ -86,7 +86,7 @@ def measure(out_size: int, variant: str = "tiny", tile: int = 256, threads: int 
     }
 
 
-def memory_rows(sizes: Sequence[int], real_size: int | None = 1024, tile: int = 256, threads: int = 1) -> list[dict]:
+def memory_rows(sizes: Sequence[int], real_size: int | None = 512, tile: int = 256, threads: int = 1) -> list[dict]:
     """Rows of :func:`measure` for the tiny network at each output size, and FFNet-SR x2 at ``real_size``."""
     rows = [measure(size, "tiny", tile, threads) for size in sizes]
     if real_size:
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ffnet.superres.upscale_memory", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384],
                         help="output sizes (square, pixels) for the tiny network (default 1024 ... 16384)")
-    parser.add_argument("--real-size", type=int, default=1024, help="output size for FFNet-SR x2 (0: skip)")
+    parser.add_argument("--real-size", type=int, default=512, help="output size for FFNet-SR x2 (0: skip)")
     parser.add_argument("--tile", type=int, default=256, help="LR tile size (default 256, the command's default)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in each measurement (default 1)")
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
