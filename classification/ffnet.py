@@ -15,9 +15,12 @@ Architecture (shared/specs/image.md §1-2), built from :mod:`ffnet.core` parts:
 ``fold_scales=True``, also LayerScale and the final BatchNorm (into the classifier; BN before an
 average pool commutes with the pool). ``fold_scales=False`` gives the authors' deployed form.
 ``timm.create_model("ffnet_1", deploy=True)`` builds the fully folded model directly.
-"""
-from __future__ import annotations
 
+The model follows timm's model contract: ``torch.fx`` tracing (``features_only=True, feature_cls='fx'``),
+``torch.jit.script`` of the train-time and re-parameterized forms, and ``global_pool=''`` for
+unpooled features. This module has no postponed annotations: FX copies the root ``forward``'s
+annotations into its generated code, which TorchScript must resolve.
+"""
 import argparse
 import functools
 import re
@@ -25,7 +28,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
-from timm.layers import register_notrace_function, trunc_normal_
+from timm.layers import trunc_normal_
 from timm.models import adapt_input_conv, build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
@@ -34,6 +37,7 @@ from torch import nn
 from ffnet.core import (
     ConvBN,
     FFNetBlock,
+    FusedConv2d,
     PreBNPointwiseSkip,
     RepConv,
     convnext_channel_mixer,
@@ -63,18 +67,22 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
 }
 
 
-@register_notrace_function
-def _check_input(x: torch.Tensor, in_chans: int) -> None:
+@torch.fx.node.has_side_effect  # an assertion: FX dead-code elimination keeps it
+def check_ffnet_input(x: torch.Tensor, in_chans: int, min_size: int = TOTAL_STRIDE) -> None:
+    """Raise ``ValueError`` unless ``x`` is ``(B, in_chans, H, W)`` with H, W >= ``min_size`` (scriptable)."""
     if x.dim() != 4 or x.shape[1] != in_chans:
         raise ValueError(
-            f"FFNet expected {in_chans}-channel input of shape (B, {in_chans}, H, W), got {tuple(x.shape)}: "
+            f"FFNet expected {in_chans}-channel input of shape (B, {in_chans}, H, W), got {list(x.shape)}: "
             f"pass channels-first image batches, or build the model with a matching in_chans"
         )
-    if x.shape[2] < TOTAL_STRIDE or x.shape[3] < TOTAL_STRIDE:
+    if x.shape[2] < min_size or x.shape[3] < min_size:
         raise ValueError(
-            f"FFNet input {tuple(x.shape[2:])} is smaller than the total stride {TOTAL_STRIDE}; "
-            f"resize or pad images to at least {TOTAL_STRIDE}x{TOTAL_STRIDE}"
+            f"FFNet input {list(x.shape[2:])} is smaller than the total stride {min_size}; "
+            f"resize or pad images to at least {min_size}x{min_size}"
         )
+
+
+torch.fx.wrap("check_ffnet_input")  # a leaf call for every FX tracer (its shape checks are Python control flow)
 
 
 class FFNetStem(nn.Module):
@@ -92,7 +100,7 @@ class FFNetStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing():
-            _check_input(x, self.in_chans)
+            check_ffnet_input(x, self.in_chans)
         return self.conv2(self.act(self.conv1(x)))
 
     def fuse_inference(self) -> None:
@@ -174,9 +182,10 @@ class FFNet(nn.Module):
             otherwise conv + BN).
         expansion: FFN expansion ratio of the channel mixer.
         layer_scale: LayerScale init value, or ``None`` for none.
-        num_classes: classifier outputs (0: no classifier, ``forward`` returns pooled features).
+        num_classes: classifier outputs (0: no classifier, ``forward`` returns the ``global_pool`` features).
         in_chans: input channels.
-        global_pool: only ``'avg'``.
+        global_pool: ``'avg'``, or ``''`` for no pooling (needs ``num_classes=0``; ``forward`` then returns the
+            ``(B, C4, H/32, W/32)`` features of ``forward_features``).
         drop_rate: dropout before the classifier (the authors' models use none).
         drop_path_rate: final stochastic-depth rate; rates rise linearly from 0 over all blocks.
         deploy: build the fully re-parameterized model (``reparameterize(model, fold_scales=True)``).
@@ -205,7 +214,7 @@ class FFNet(nn.Module):
             lengths = [len(widths), len(depths), len(token_mixer_kernels), len(channel_mixer_kernels)]
             raise ValueError("widths, depths, token_mixer_kernels and channel_mixer_kernels need one entry per stage, "
                              f"got lengths {lengths}")
-        self._check_global_pool(global_pool)
+        self._check_global_pool(global_pool, num_classes)
         self.arch_args = dict(
             widths=tuple(widths), depths=tuple(depths), stem_width=stem_width,
             token_mixer_kernels=tuple(token_mixer_kernels), channel_mixer_kernels=tuple(channel_mixer_kernels),
@@ -221,7 +230,7 @@ class FFNet(nn.Module):
         self.stem = FFNetStem(in_chans, stem_width, widths[0])
         rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         stages: List[nn.Module] = []
-        self.feature_info: List[Dict[str, Any]] = []
+        self.feature_info = []  # no annotation: TorchScript warns on annotated empty containers
         first_block = 0
         for i in range(num_stages):
             downsample = nn.Identity() if i == 0 else PatchMerging(widths[i - 1], widths[i])
@@ -242,9 +251,12 @@ class FFNet(nn.Module):
             reparameterize(self, fold_scales=True)
 
     @staticmethod
-    def _check_global_pool(global_pool: str) -> None:
-        if global_pool != "avg":
-            raise ValueError(f"FFNet supports global_pool='avg' only, got {global_pool!r}")
+    def _check_global_pool(global_pool: str, num_classes: int) -> None:
+        if global_pool not in ("avg", ""):
+            raise ValueError(f"FFNet supports global_pool='avg' only (or '' for no pooling), got {global_pool!r}")
+        if global_pool == "" and num_classes > 0:
+            raise ValueError(f"global_pool='' (no pooling) needs num_classes=0, got num_classes={num_classes}: "
+                             f"the classifier takes pooled features (use global_pool='avg')")
 
     @torch.no_grad()
     def post_reparameterize(self, fold_scales: bool) -> None:
@@ -291,8 +303,9 @@ class FFNet(nn.Module):
                 "or deploy=True), so the classifier cannot be replaced: reset it on the train-time model, or "
                 "re-parameterize with fold_scales=False"
             )
-        if global_pool is not None:
-            self._check_global_pool(global_pool)
+        global_pool = self.global_pool if global_pool is None else global_pool
+        self._check_global_pool(global_pool, num_classes)
+        self.global_pool = global_pool
         self.num_classes = num_classes
         device = self.stem.conv2.weight.device if isinstance(self.stem.conv2, nn.Conv2d) else self.norm.weight.device
         self.head = nn.Linear(self.num_features, num_classes, device=device) if num_classes > 0 else nn.Identity()
@@ -377,13 +390,26 @@ class FFNet(nn.Module):
         return self.norm(self.stages(self.stem(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """``(B, C4, h, w) → (B, num_classes)``, or the pooled ``(B, C4)`` features with ``pre_logits``."""
-        x = x.mean((2, 3))
+        """``(B, C4, h, w) → (B, num_classes)``, or the pooled ``(B, C4)`` features with ``pre_logits``.
+
+        With ``global_pool=''`` (and no classifier) the features stay ``(B, C4, h, w)``.
+        """
+        if self.global_pool == "avg":
+            x = x.mean((2, 3))
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """``torch.jit.script`` hook: refuse a model fused by :func:`ffnet.core.fuse_for_inference` in one line."""
+        if any(isinstance(m, FusedConv2d) for m in self.modules()):
+            raise RuntimeError(
+                "an FFNet fused by ffnet.core.fuse_for_inference cannot be scripted (its oneDNN-fused convs run "
+                "eagerly only): script the re-parameterized model (ffnet.core.reparameterize) before fusing it"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -722,9 +748,11 @@ def authors_to_own(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]
 
 _OWN_UNITS = ((r"main\.conv\.", "conv.c."), (r"main\.bn\.", "conv.bn."), (r"branches\.0\.conv\.", "conv1.c."),
               (r"branches\.0\.bn\.", "conv1.bn."), (r"conv\.", "c."), (r"bn\.", "bn."))
-_OWN_BLOCK_PARTS = {("token", "query_proj"): "token_mixer.0.main.fc.", ("token", "compat"): "token_mixer.0.main.conv1.",
-                    ("token", "aggregate"): "token_mixer.0.main.conv2.", ("channel", "query_proj"): "channel_mixer.main.conv.",
-                    ("channel", "compat"): "channel_mixer.main.fc1.", ("channel", "aggregate"): "channel_mixer.main.fc2."}
+_OWN_BLOCK_PARTS = {
+    ("token", "query_proj"): "token_mixer.0.main.fc.", ("token", "compat"): "token_mixer.0.main.conv1.",
+    ("token", "aggregate"): "token_mixer.0.main.conv2.", ("channel", "query_proj"): "channel_mixer.main.conv.",
+    ("channel", "compat"): "channel_mixer.main.fc1.", ("channel", "aggregate"): "channel_mixer.main.fc2.",
+}
 
 
 def _own_unit(suffix: str) -> str:
@@ -742,7 +770,8 @@ def _own_key_to_authors(key: str) -> str:
     if match:
         if match[2] == "conv":
             return f"stages.{match[1]}.0.proj.0." + _own_unit(match[3])
-        return f"stages.{match[1]}.0.proj.1." + (match[3] if match[3] in ("weight", "bias") else "conv." + _own_unit(match[3]))
+        fused = match[3] in ("weight", "bias")
+        return f"stages.{match[1]}.0.proj.1." + (match[3] if fused else "conv." + _own_unit(match[3]))
     match = re.fullmatch(r"stages\.(\d+)\.blocks\.(\d+)\.(token|channel)_mixer\.(.+)", key)
     if match:
         stage, block, mixer, rest = int(match[1]), int(match[2]), match[3], match[4]

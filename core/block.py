@@ -51,11 +51,13 @@ class Residual(nn.Module):
         self.post_act = nn.Identity() if post_act is None else backend.activation(post_act, spatial_dims)
         self.fused_shortcut = False
 
-    def forward(self, x, shift=None, scale=None, gate=None):
+    def forward(self, x, shift: torch.Tensor | None = None, scale: torch.Tensor | None = None,
+                gate: torch.Tensor | None = None):
         if self.fused_shortcut:
             return self.mixer(x, residual=x)
         h = self.norm(x)
         if scale is not None:
+            assert shift is not None, "adaLN modulation passes shift with scale"  # refines the type for TorchScript
             h = h * (1 + scale) + shift
         h = self.layer_scale(self.mixer(h))
         if gate is not None:

@@ -41,10 +41,17 @@ class MetaMixer(nn.Module):
         self.activation = activation
         self.aggregate = aggregate
 
-    def forward(self, x, residual=None):
+    def forward(self, x, residual: torch.Tensor | None = None):
         """``residual`` (same shape as the output) is added by a fused ``aggregate`` (see :mod:`ffnet.core.fusion`)."""
         h = self.activation(self.compat(self.query_proj(x)))
-        return self.aggregate(h) if residual is None else self.aggregate(h, residual)
+        if residual is None:
+            return self.aggregate(h)
+        return self._aggregate_with_residual(h, residual)
+
+    @torch.jit.unused
+    def _aggregate_with_residual(self, h, residual):
+        """A fused ``aggregate`` adding ``residual``; not compiled by TorchScript (fused models are eager-only)."""
+        return self.aggregate(h, residual)
 
     def output_layer(self) -> nn.Module:
         """The last linear operator, into which an output scale can be folded."""
