@@ -277,8 +277,8 @@ def run(args: argparse.Namespace):
         if args.quick:
             resolution = QUICK_SIZE
         params = count_parameters(module)
-        entries.append(Entry(name, module, resolution, params, count_macs(module, torch.randn(1, 3, resolution,
-                                                                                                resolution))))
+        macs = count_macs(module, torch.randn(1, 3, resolution, resolution))
+        entries.append(Entry(name, module, resolution, params, macs))
         print(f"built {name}: {params / 1e6:.2f}M params, {entries[-1].macs / 1e9:.3f} GMACs at {resolution}",
               flush=True)
 
@@ -291,7 +291,8 @@ def run(args: argparse.Namespace):
         "listed resolution; attention is counted as its two matmuls. Params are deployed counts.",
         f"Throughput: {mode}, float32, torch.inference_mode, eval mode, random weights; median of {rounds} "
         f"round(s), model order rotated every round; each round's figure is batch size / the median time of the "
-        f"passes in >= {seconds:g} s (at least one pass); img/s = batch size / the median over rounds; spread = (max - min) / median over rounds; "
+        f"passes in >= {seconds:g} s (at least one pass); img/s = batch size / the median over rounds; "
+        "spread = (max - min) / median over rounds; "
         "layout = the faster of contiguous and channels_last for that device and batch size (chosen per run). "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}.",
         "Resolution per model: " + ", ".join(f"{e.name} {e.resolution}" for e in entries) + ".",

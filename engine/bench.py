@@ -62,7 +62,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser, *, rounds: int = 3, war
     parser.add_argument("--threads", type=int, default=threads,
                         help=f"torch intra-op threads (default: {thread_default})")
     parser.add_argument("--device", nargs="+", default=None, metavar="DEVICE",
-                        help="where to measure, one or more of cpu, cuda, cuda:N (default: cuda if available, else cpu)")
+                        help="where to measure: one or more of cpu, cuda, cuda:N (default: cuda if available, "
+                             "else cpu)")
     parser.add_argument("--devices", nargs="+", dest="device", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     if batch_sizes is not None:
         parser.add_argument("--batch-sizes", nargs="+", type=int, default=list(batch_sizes),
@@ -171,7 +172,8 @@ def time_interleaved(entries: Mapping[Hashable, Callable[[], object]], *, rounds
             timings[key].seconds.append(statistics.median(calls))
         if log is not None:
             log(f"round {round_index + 1}/{rounds}: " + ", ".join(
-                f"{key} {1e3 * timings[key].seconds[-1]:.4g} ms" for key in keys))
+                f"{' '.join(map(str, key)) if isinstance(key, tuple) else key} {1e3 * timings[key].seconds[-1]:.4g} ms"
+                for key in keys))
     return timings
 
 

@@ -43,7 +43,8 @@ def _scene(points: int) -> dict:
 
 def _measure(fns: dict, device: str, args: argparse.Namespace) -> dict:
     """``{name: (seconds, MB)}``: the peak tensor memory of a first, untimed call of each callable (which also
-    warms it up), then the median time over ``--rounds`` rotated rounds (:func:`ffnet.engine.bench.time_interleaved`)."""
+    warms it up), then the median time over ``--rounds`` rotated rounds
+    (:func:`ffnet.engine.bench.time_interleaved`)."""
     memory = {name: peak_memory_bytes(fn, device) / 2**20 for name, fn in fns.items()}
     timings = time_interleaved(fns, rounds=args.rounds, warmup=args.warmup, seconds=args.seconds_per_measure,
                                device=device)
