@@ -10,6 +10,10 @@ registers into mmdet's registries:
 It also applies the compatibility fixes of :mod:`ffnet.checkpoints` (torch >= 2.6
 checkpoint loading of mmengine's own files). :func:`ffnet.detection.deploy.deploy_checkpoint` folds a
 trained detector for deployment.
+
+Importing it also registers with :mod:`ffnet.engine.checkpoints` the authors' mmdet 2.28 Cascade Mask
+R-CNN layout (:mod:`ffnet.detection.convert`; ``ffnet test`` converts their released detectors
+automatically) and describers that name the detector and backbone variant of a state dict.
 """
 from ffnet.checkpoints import allow_mmengine_checkpoints
 from ffnet.classification.openmmlab.backbone import FFNet
@@ -35,5 +39,16 @@ def _register_into_mmdet() -> bool:
     return True
 
 
+def _register_checkpoint_layouts() -> None:
+    from ffnet.classification.openmmlab.backbone import describe_backbone
+    from ffnet.detection import convert
+    from ffnet.engine.checkpoints import register_describer, register_layout
+
+    register_layout(convert.AUTHORS_LAYOUT, convert.is_authors_layout, convert.authors_to_own)
+    register_describer("two-stage detector", convert.describe_detector)
+    register_describer("FFNet dense-prediction backbone", describe_backbone)
+
+
 allow_mmengine_checkpoints()
+_register_checkpoint_layouts()
 MMDET_AVAILABLE = _register_into_mmdet()

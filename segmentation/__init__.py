@@ -9,6 +9,11 @@ registers into mmseg's registries:
 
 It also applies :mod:`ffnet.checkpoints`. :func:`reparameterize_segmentor` folds a
 segmentor for deployment, :func:`deploy_checkpoint` a trained checkpoint.
+
+Importing it also registers with :mod:`ffnet.engine.checkpoints` the authors' mmseg 0.x UperNet and
+FFNet-seg segmentor layouts and their FFNet-seg ImageNet layout (:mod:`ffnet.segmentation.convert`;
+``ffnet test`` converts their released segmentors automatically), and describers that name the
+segmentor and backbone of a state dict.
 """
 from ffnet.checkpoints import allow_mmengine_checkpoints
 from ffnet.classification.openmmlab.backbone import FFNet
@@ -30,5 +35,19 @@ def _register_into_mmseg() -> None:
         "FFNetLayerDecayOptimizerConstructor", module=FFNetLayerDecayOptimizerConstructor, force=True)
 
 
+def _register_checkpoint_layouts() -> None:
+    from ffnet.classification.openmmlab.backbone import describe_backbone
+    from ffnet.engine.checkpoints import register_describer, register_layout
+    from ffnet.segmentation import convert, ffnet_seg
+
+    register_layout(convert.UPERNET_LAYOUT, convert.is_authors_upernet, convert.upernet_authors_to_own)
+    register_layout(convert.SYSTEM_LAYOUT, convert.is_authors_system, convert.system_authors_to_own)
+    register_layout(convert.IMAGENET_LAYOUT, ffnet_seg.is_authors_imagenet, ffnet_seg.authors_to_own)
+    register_describer("encoder-decoder segmentor", convert.describe_segmentor)
+    register_describer("FFNet dense-prediction backbone", describe_backbone)
+    register_describer("FFNet-seg backbone", ffnet_seg.describe_backbone)
+
+
 allow_mmengine_checkpoints()
 _register_into_mmseg()
+_register_checkpoint_layouts()

@@ -13,7 +13,7 @@ It differs from the classification FFNets:
 from __future__ import annotations
 
 import re
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -21,8 +21,9 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from ffnet.classification import FFNetStage
-from ffnet.classification.openmmlab.backbone import read_checkpoint, state_dict_of
+from ffnet.classification.openmmlab.backbone import read_weights
 from ffnet.core import ConvBN, FFNetBlock, convnext_channel_mixer, ffnified_attention, reparameterize
+from ffnet.engine.errors import CheckpointError
 
 ARCHS: Dict[str, dict] = {
     "ffnet_seg": dict(widths=(96, 192, 384, 768), depths=(3, 4, 18, 5), token_mixer_kernels=(3, 3, 9, 9),
@@ -133,12 +134,15 @@ class FFNetSeg(BaseModule):
         super().init_weights()
 
     def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> None:
-        """Load the authors' ``ffnet_seg.pth.tar`` or a checkpoint of this module (train-time or deployed)."""
-        state = state_dict_of(read_checkpoint(checkpoint))
+        """Load the authors' ``ffnet_seg.pth.tar`` (its ImageNet classifier ``head1``/``head2`` is skipped, said in
+        one line) or a checkpoint of this module (train-time or deployed; ``prefix='backbone.'`` for a segmentor's)."""
+        state = read_weights(checkpoint)
         if prefix:
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             if not state:
-                raise ValueError(f"{checkpoint} has no keys starting with prefix {prefix!r}")
+                raise CheckpointError(f"{checkpoint} has no keys starting with prefix {prefix!r}; fix init_cfg.prefix "
+                                      "(or drop it for the ImageNet checkpoint)")
+        classifier = sorted(k for k in state if k.startswith(("head1.", "head2.")))
         if any(k.startswith("patch_embed.") for k in state):
             state = authors_to_own(state)
         own = self.state_dict()
@@ -146,18 +150,30 @@ class FFNetSeg(BaseModule):
         if missing:
             unexpected = sorted(state.keys() - own.keys())
             form = "deployed" if self.deploy else "train-time"
-            raise ValueError(f"{checkpoint} does not fit the {form} {self.arch} backbone: {len(missing)} tensors "
-                             f"missing (e.g. {missing[:3]}), unexpected e.g. {unexpected[:3]}. A re-parameterized "
-                             "checkpoint loads only with deploy=True; a train-time one only with deploy=False")
+            raise CheckpointError(
+                f"{checkpoint} does not fit the {form} {self.arch} backbone: {len(missing)} tensors missing (e.g. "
+                f"{missing[:3]}), unexpected e.g. {unexpected[:3]}. A re-parameterized checkpoint loads only with "
+                "deploy=True; a train-time one only with deploy=False")
         mismatched = [k for k in own if state[k].shape != own[k].shape]
         if mismatched:
-            raise ValueError(f"{checkpoint}: shapes differ from the {self.arch} backbone for {mismatched[:3]}")
+            raise CheckpointError(f"{checkpoint}: shapes differ from the {self.arch} backbone for {mismatched[:3]}")
         self.load_state_dict({k: state[k] for k in own}, strict=True)
-        print_log(f"FFNet-seg backbone loaded {len(own)} tensors from {checkpoint}", logger="current")
+        skipped = f"; skipped the {len(classifier)} tensors of its ImageNet classifier (head1.*, head2.*)" \
+            if classifier else ""
+        print_log(f"{checkpoint}: loaded all {len(own)} tensors of the {self.arch} backbone{skipped}", logger="current")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The authors' key layout (segmentation/mmseg_custom/models/backbones/ffnet_sys.py)
+# The authors' key layout (segmentation/mmseg_custom/models/backbones/ffnet_sys.py and decode_heads/ffnet_head.py)
+#
+# Their units: ``Conv2d_BN`` (``c``, ``bn``) is our ConvBN (``conv``, ``bn``); ``RepVGGDW`` (``conv1`` = k x k,
+# ``conv2`` = (k-4) x (k-4) when k > 3, ``strip_conv1`` = 1 x k, ``strip_conv2`` = k x 1) is our RepConv (``main``,
+# ``branches.i`` in that order). Their blocks' token mixer sits at ``token_mixer.0.main`` (backbone) or
+# ``token_mixer.main`` (decode head), the channel mixer at ``channel_mixer.main``.
+
+_REPVGG = ("conv1.", "conv2.", "strip_conv1.", "strip_conv2.")
+KernelOf = Callable[[str], int]
+
 
 def _authors_unit(suffix: str) -> str:
     """``c.weight`` / ``bn.*`` of a Conv2d_BN → ``conv.weight`` / ``bn.*`` of :class:`ffnet.core.ConvBN`."""
@@ -168,62 +184,161 @@ def _authors_unit(suffix: str) -> str:
     raise KeyError(suffix)
 
 
-def _authors_repvgg(kernel: int, suffix: str) -> str:
-    """A ``RepVGGDW`` key (``conv1``, ``conv2``, ``strip_conv1``, ``strip_conv2``) → :class:`RepConv` key."""
-    names = ("conv2", "strip_conv1", "strip_conv2") if kernel > 3 else ("strip_conv1", "strip_conv2")
-    branch_index = {name: i for i, name in enumerate(names)}
-    name, rest = suffix.split(".", 1)
-    if name == "conv1":
-        return "main." + _authors_unit(rest)
-    if name in branch_index:
-        return f"branches.{branch_index[name]}." + _authors_unit(rest)
+def _own_unit(suffix: str) -> str:
+    if suffix.startswith("conv."):
+        return "c." + suffix[5:]
+    if suffix.startswith("bn."):
+        return suffix
     raise KeyError(suffix)
 
 
-def _authors_key(key: str) -> Optional[str]:
-    """Own key for an authors' train-time key; ``None`` for their ImageNet classifier (``head1``/``head2``)."""
+def _branch_names(kernel: int) -> Tuple[str, ...]:
+    return ("conv2", "strip_conv1", "strip_conv2") if kernel > 3 else ("strip_conv1", "strip_conv2")
+
+
+def _authors_conv(unit: str, suffix: str, kernel_of: KernelOf) -> str:
+    """A ``Conv2d_BN`` or ``RepVGGDW`` key (``suffix``, inside the unit at ``unit``) → ConvBN or RepConv key."""
+    if not suffix.startswith(_REPVGG):
+        return _authors_unit(suffix)
+    name, rest = suffix.split(".", 1)
+    if name == "conv1":
+        return "main." + _authors_unit(rest)
+    names = _branch_names(kernel_of(unit + "conv1.c.weight"))
+    if name not in names:
+        raise KeyError(suffix)
+    return f"branches.{names.index(name)}." + _authors_unit(rest)
+
+
+def _own_conv(unit: str, suffix: str, kernel_of: KernelOf) -> str:
+    if suffix.startswith("main."):
+        return "conv1." + _own_unit(suffix[5:])
+    branch = re.fullmatch(r"branches\.(\d+)\.(.+)", suffix)
+    if branch:
+        return f"{_branch_names(kernel_of(unit + 'main.conv.weight'))[int(branch[1])]}." + _own_unit(branch[2])
+    return _own_unit(suffix)
+
+
+def authors_block_key(prefix: str, rest: str, kernel_of: KernelOf) -> str:
+    """Our key (without ``prefix``) for ``rest``, the key of one of the authors' blocks after ``prefix``."""
+    b = re.fullmatch(r"token_mixer\.(?:0\.)?main\.(fc|conv1|conv2)\.(.+)", rest)
+    if b:
+        part = {"fc": "query_proj", "conv1": "compat", "conv2": "aggregate"}[b[1]]
+        unit = prefix + rest[: len(rest) - len(b[2])]
+        return f"token_mixer.mixer.{part}." + _authors_conv(unit, b[2], kernel_of)
+    b = re.fullmatch(r"channel_mixer\.main\.(conv|fc1|fc2)\.(.+)", rest)
+    if b:
+        if b[1] == "conv":
+            unit = prefix + rest[: len(rest) - len(b[2])]
+            return "channel_mixer.mixer.query_proj." + _authors_conv(unit, b[2], kernel_of)
+        return "channel_mixer.mixer." + ("compat." if b[1] == "fc1" else "aggregate.") + b[2]
+    if rest in ("token_mixer.0.layer_scale", "channel_mixer.layer_scale"):
+        return rest.split(".")[0] + ".layer_scale.gamma"
+    raise KeyError(rest)
+
+
+def own_block_key(prefix: str, rest: str, kernel_of: KernelOf, token_wrapper: str = "token_mixer.0.main.") -> str:
+    """Inverse of :func:`authors_block_key`; ``token_wrapper`` is ``'token_mixer.main.'`` for the decode head."""
+    b = re.fullmatch(r"(token|channel)_mixer\.mixer\.(query_proj|compat|aggregate)\.(.+)", rest)
+    if b:
+        unit = prefix + rest[: len(rest) - len(b[3])]
+        if b[1] == "token":
+            name = {"query_proj": "fc", "compat": "conv1", "aggregate": "conv2"}[b[2]]
+            return f"{token_wrapper}{name}." + _own_conv(unit, b[3], kernel_of)
+        if b[2] == "query_proj":
+            return "channel_mixer.main.conv." + _own_conv(unit, b[3], kernel_of)
+        return "channel_mixer.main." + ("fc1." if b[2] == "compat" else "fc2.") + b[3]
+    if rest == "token_mixer.layer_scale.gamma":
+        return "token_mixer.0.layer_scale"
+    if rest == "channel_mixer.layer_scale.gamma":
+        return "channel_mixer.layer_scale"
+    raise KeyError(rest)
+
+
+def _kernel_in(state: Mapping[str, torch.Tensor]) -> KernelOf:
+    return lambda key: state[key].shape[-1]
+
+
+def _authors_key(key: str, kernel_of: KernelOf) -> Optional[str]:
+    """Own key for an authors' train-time backbone key; ``None`` for their ImageNet classifier (``head1``/``head2``)."""
     if key.startswith(("head1.", "head2.")):
         return None
-    kernels = ARCHS["ffnet_seg"]["token_mixer_kernels"]
-    try:
-        m = re.fullmatch(r"patch_embed\.(\d)\.(.+)", key)
-        if m and m[1] in "0245":  # 1 and 3 are the GELUs
-            return f"stem.{m[1]}." + _authors_unit(m[2])
-        m = re.fullmatch(r"stages\.(\d)\.(\d+)\.(.+)", key)
-        if m:
-            stage, index, rest = int(m[1]), int(m[2]), m[3]
-            if stage > 0 and index == 0:
-                d = re.fullmatch(r"proj\.([02])\.(.+)", rest)
-                if d:
-                    return f"stages.{stage}.downsample.{d[1]}." + _authors_unit(d[2])
-                raise KeyError(rest)
-            head = f"stages.{stage}.blocks.{index - 1 if stage > 0 else index}."
-            b = re.fullmatch(r"token_mixer\.0\.main\.(fc|conv1|conv2)\.(.+)", rest)
-            if b:
-                if b[1] == "fc":
-                    return head + "token_mixer.mixer.query_proj." + _authors_unit(b[2])
-                part = "compat" if b[1] == "conv1" else "aggregate"
-                return head + f"token_mixer.mixer.{part}." + _authors_repvgg(kernels[stage], b[2])
-            b = re.fullmatch(r"channel_mixer\.main\.(conv|fc1|fc2)\.(.+)", rest)
-            if b:
-                if b[1] == "conv":
-                    return head + "channel_mixer.mixer.query_proj." + _authors_unit(b[2])
-                return head + "channel_mixer.mixer." + ("compat." if b[1] == "fc1" else "aggregate.") + b[2]
-            if rest == "token_mixer.0.layer_scale":
-                return head + "token_mixer.layer_scale.gamma"
-            if rest == "channel_mixer.layer_scale":
-                return head + "channel_mixer.layer_scale.gamma"
-    except KeyError:
-        pass
-    raise ValueError(f"unrecognised key {key!r} in a checkpoint in the authors' FFNet-seg layout (train-time keys "
-                     "of ffnet_sys.py are expected; their deployed form is not supported)")
+    m = re.fullmatch(r"patch_embed\.([0245])\.(.+)", key)  # 1 and 3 are the GELUs
+    if m:
+        return f"stem.{m[1]}." + _authors_unit(m[2])
+    m = re.fullmatch(r"stages\.(\d)\.(\d+)\.(.+)", key)
+    if not m:
+        raise KeyError(key)
+    stage, index, rest = int(m[1]), int(m[2]), m[3]
+    if stage > 0 and index == 0:
+        d = re.fullmatch(r"proj\.([02])\.(.+)", rest)
+        if d:
+            return f"stages.{stage}.downsample.{d[1]}." + _authors_unit(d[2])
+        raise KeyError(key)
+    return f"stages.{stage}.blocks.{index - 1 if stage > 0 else index}." + authors_block_key(
+        key[: len(key) - len(rest)], rest, kernel_of)
 
 
-def authors_to_own(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """The authors' train-time FFNet-seg state dict (``ffnet_seg.pth.tar``) in this module's layout."""
+def _own_key(key: str, kernel_of: KernelOf) -> str:
+    m = re.fullmatch(r"stem\.(\d)\.(.+)", key)
+    if m:
+        return f"patch_embed.{m[1]}." + _own_unit(m[2])
+    m = re.fullmatch(r"stages\.(\d)\.downsample\.(\d)\.(.+)", key)
+    if m:
+        return f"stages.{m[1]}.0.proj.{m[2]}." + _own_unit(m[3])
+    m = re.fullmatch(r"stages\.(\d)\.blocks\.(\d+)\.(.+)", key)
+    if not m:
+        raise KeyError(key)
+    stage, block, rest = int(m[1]), int(m[2]), m[3]
+    return f"stages.{stage}.{block + 1 if stage > 0 else block}." + own_block_key(key[: len(key) - len(rest)], rest,
+                                                                                  kernel_of)
+
+
+def _with_layer_scale_shape(key: str, value: torch.Tensor) -> torch.Tensor:
+    if key.endswith("layer_scale.gamma"):
+        return value.reshape(-1)
+    if key.endswith("layer_scale"):
+        return value.reshape(-1, 1, 1)
+    return value
+
+
+def authors_to_own(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The authors' train-time FFNet-seg backbone (``ffnet_seg.pth.tar``) in this module's layout.
+
+    Their ImageNet classifier (``head1``, ``head2``) is dropped; keys it does not know pass unchanged.
+    """
     converted = {}
     for key, value in state.items():
-        new_key = _authors_key(key)
+        try:
+            new_key = _authors_key(key, _kernel_in(state))
+        except KeyError:
+            new_key = key
         if new_key is not None:
-            converted[new_key] = value.reshape(-1) if new_key.endswith("layer_scale.gamma") else value
+            converted[new_key] = _with_layer_scale_shape(new_key, value)
     return converted
+
+
+def own_to_authors(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Inverse of :func:`authors_to_own` for a train-time :class:`FFNetSeg` state dict."""
+    converted = {}
+    for key, value in state.items():
+        new_key = _own_key(key, _kernel_in(state))
+        converted[new_key] = _with_layer_scale_shape(new_key, value)
+    return converted
+
+
+def is_authors_imagenet(state: Mapping[str, torch.Tensor]) -> bool:
+    """True for the authors' FFNet-seg backbone layout (``patch_embed.5``: its six-layer stem)."""
+    return "patch_embed.5.c.weight" in state
+
+
+def describe_backbone(state: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """``'the FFNet-seg backbone (train-time)'`` for an FFNet-seg backbone state dict (ours or the authors'),
+    else ``None``."""
+    if "patch_embed.5.c.weight" in state:
+        return "the FFNet-seg backbone (train-time)" + (", with the authors' ImageNet classifier head1/head2"
+                                                       if "head2.3.weight" in state else "")
+    if "stem.5.conv.weight" in state:
+        return "the FFNet-seg backbone (train-time)"
+    if "stem.5.weight" in state and "stem.4.weight" in state:
+        return "the FFNet-seg backbone (deployed)"
+    return None

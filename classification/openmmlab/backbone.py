@@ -11,57 +11,84 @@ classification layout) plus ``normS.*``.
 """
 from __future__ import annotations
 
-import argparse
-from typing import Any, Dict, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from urllib.parse import urlparse
 
 import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import nn
 
-from ffnet.classification import VARIANTS, FFNet as FFNetClassifier, checkpoint_filter_fn, create_ffnet
+from ffnet.classification import (
+    VARIANTS,
+    FFNet as FFNetClassifier,
+    authors_to_own,
+    checkpoint_filter_fn,
+    create_ffnet,
+    describe_checkpoint,
+)
 from ffnet.core import reparameterize
 from ffnet.core.backend import ChannelsFirstLayerNorm
+from ffnet.engine.errors import CheckpointError
 
 
-def read_checkpoint(filename: str) -> Dict[str, Any]:
-    """Load a checkpoint dict through mmengine's loaders (local paths, ``https://``, ``s3://`` …).
-
-    timm's ``CheckpointSaver`` files (the authors' release) pickle an ``argparse.Namespace``; it is
-    allowed for torch's weights-only unpickler here.
+def read_weights(filename: str) -> Dict[str, torch.Tensor]:
+    """The weights in checkpoint ``filename``: a local path, an ``http(s)://`` URL (downloaded once into
+    torch's hub cache) or any mmengine file backend (``s3://`` …); read by
+    :func:`ffnet.engine.checkpoints.load_weights`.
     """
-    from mmengine.runner.checkpoint import CheckpointLoader
+    from ffnet.engine.checkpoints import load_weights
 
-    is_local = "://" not in filename
-    if is_local:
-        from pathlib import Path
-
-        if not Path(filename).expanduser().is_file():
+    if "://" not in filename:
+        path = Path(filename).expanduser()
+        if not path.is_file():
             raise FileNotFoundError(
                 f"pretrained checkpoint not found: {filename}. Download the ImageNet checkpoint (e.g. "
                 "https://github.com/ysj9909/FFNet/releases) and set model.backbone.init_cfg.checkpoint to its path, "
                 "or set model.backbone.init_cfg=None to start from random weights"
             )
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        checkpoint = CheckpointLoader.load_checkpoint(filename, map_location="cpu")
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{filename} does not hold a checkpoint dict (got {type(checkpoint).__name__})")
-    return checkpoint
+        return load_weights(path)
+    if filename.startswith(("http://", "https://")):
+        from torch.hub import download_url_to_file, get_dir
+
+        cached = Path(get_dir()) / "checkpoints" / Path(urlparse(filename).path).name
+        if not cached.is_file():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            download_url_to_file(filename, str(cached), progress=False)
+        return load_weights(cached)
+    from mmengine.fileio import get_local_path
+
+    with get_local_path(filename) as local:
+        return load_weights(local)
 
 
-def state_dict_of(checkpoint: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-    """The tensors under ``'state_dict'`` (timm, mmengine), ``'model'`` (DeiT) or at the top level.
+def _groups(keys: Iterable[str]) -> str:
+    """``'norm.*, head.*'``: the top-level modules of ``keys``."""
+    return ", ".join(dict.fromkeys(k.split(".")[0] + ".*" for k in keys))
 
-    A ``module.`` prefix (DDP) is removed.
-    """
-    for key in ("state_dict", "model", "state_dict_ema"):
-        if isinstance(checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
-            break
-    state = {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state
+
+def describe_backbone(state: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """``'ffnet_2 (train-time)'`` for the stem and stages of an FFNet backbone state dict (ours or the
+    authors' layout; output norms and any classifier ignored), else ``None``."""
+    state = authors_to_own(state)
+    if not any(k.startswith("stem.") for k in state):
+        return None
+    body = {k: v for k, v in state.items() if k.startswith(("stem.", "stages."))}
+    stem = body.get("stem.conv1.conv.weight", body.get("stem.conv1.weight"))
+    last = max((int(k.split(".")[1]) for k in body if k.startswith("stages.")), default=-1)
+    width = next((v.shape[0] for k, v in body.items()
+                  if k.startswith(f"stages.{last}.blocks.") and k.endswith("aggregate.bias")), None)
+    if stem is None or width is None:
+        return None
+    body.update(_neutral_final_norm(width))
+    return describe_checkpoint(body)
+
+
+def _neutral_final_norm(width: int) -> Dict[str, torch.Tensor]:
+    """A neutral final BatchNorm for a backbone-only state dict, so the classifier checks see a whole model."""
+    return {"norm.weight": torch.ones(width), "norm.bias": torch.zeros(width), "norm.running_mean": torch.zeros(width),
+            "norm.running_var": torch.ones(width), "norm.num_batches_tracked": torch.zeros((), dtype=torch.long)}
 
 
 class FFNet(BaseModule):
@@ -185,35 +212,45 @@ class FFNet(BaseModule):
         super().init_weights()
 
     def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> None:
-        """Load an FFNet classification checkpoint (or a detector's backbone with ``prefix='backbone.'``)."""
-        state = state_dict_of(read_checkpoint(checkpoint))
+        """Load the stem and stages from an FFNet classification checkpoint (ours or the authors' ImageNet
+        release), or with ``prefix='backbone.'`` a detector's or segmentor's backbone.
+
+        A deliberate partial load: the classifier's ``norm``/``head`` are dropped and output norms missing
+        from the file keep their initialisation; one line says what was skipped.
+        """
+        state = read_weights(checkpoint)
         if prefix:
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             if not state:
-                raise ValueError(f"{checkpoint} has no keys starting with prefix {prefix!r}")
+                raise CheckpointError(f"{checkpoint} has no keys starting with prefix {prefix!r}; "
+                                      "fix init_cfg.prefix (or drop it for an ImageNet checkpoint)")
         elif not any(k.startswith(("stem.", "patch_embed.")) for k in state):
             nested = sorted({k.split(".")[0] + "." for k in state if ".stem." in k or ".patch_embed." in k})
             hint = f" It holds a backbone under {nested[0]!r}: add prefix={nested[0]!r} to init_cfg." if nested else ""
-            raise ValueError(f"{checkpoint} is not an FFNet checkpoint (no stem weights at the top level).{hint}")
-        output_norms = {k: v for k, v in state.items() if k.split(".")[0] in {f"norm{i}" for i in range(4)}}
+            raise CheckpointError(f"{checkpoint} is not an FFNet checkpoint (no stem weights at the top level).{hint}")
+        state = authors_to_own(state)
         loaded = self.load_classifier_state(state, source=checkpoint)
         own = self.state_dict()
-        for key, value in output_norms.items():
-            if key in own:
+        for key, value in state.items():
+            if key.split(".")[0] in {f"norm{i}" for i in range(4)} and key in own:
                 if own[key].shape != value.shape:
-                    raise ValueError(f"{checkpoint}: {key} has shape {tuple(value.shape)}, "
-                                     f"the model {tuple(own[key].shape)}")
+                    raise CheckpointError(f"{checkpoint}: {key} has shape {tuple(value.shape)}, the {self.arch} "
+                                          f"backbone {tuple(own[key].shape)}; use the checkpoint of this variant")
                 loaded[key] = value
         self.load_state_dict(loaded, strict=False)
-        print_log(f"FFNet backbone ({self.arch}) loaded {len(loaded)} tensors from {checkpoint}; "
-                  f"output norms {'from the checkpoint' if output_norms else 'freshly initialised'}", logger="current")
+        not_used = [k for k in state if k not in loaded and not k.startswith(("stem.", "stages."))]
+        kept = [k for k in own if k not in loaded]
+        print_log(f"{checkpoint}: loaded {len(loaded)} of the {len(own)} tensors of the {self.arch} backbone; "
+                  f"skipped {len(not_used)} tensors of the file ({_groups(not_used) or 'none'}); "
+                  f"{len(kept)} keep their initialisation ({_groups(kept) or 'none'})", logger="current")
 
     def load_classifier_state(self, state: Dict[str, torch.Tensor],
                               source: str = "checkpoint") -> Dict[str, torch.Tensor]:
-        """Convert a classification-layout state dict to this backbone's stem/stage tensors.
+        """This backbone's stem/stage tensors from a classification-layout state dict (folded to match a
+        ``deploy=True`` backbone).
 
-        Raises ``ValueError`` (from the classification filter) when the checkpoint is another variant,
-        or folded while this backbone is train-time.
+        Raises :class:`~ffnet.engine.errors.CheckpointError` when the checkpoint is another variant, or
+        folded while this backbone is train-time.
         """
         with torch.device("meta"):
             skeleton = FFNetClassifier(**self.arch_args, num_classes=0)
@@ -221,31 +258,26 @@ class FFNet(BaseModule):
                 reparameterize(skeleton, fold_scales=True)
         state = {k: v for k, v in state.items() if not k.startswith("norm") or k.startswith("norm.")}
         if not self.deploy and not any(".bn." in k for k in state):
-            raise ValueError(f"{source} holds re-parameterized (deployed) FFNet weights, which cannot be un-folded "
-                             f"into the train-time {self.arch} backbone: load the train-time checkpoint, or build the "
-                             "backbone with deploy=True for inference")
+            raise CheckpointError(f"{source} holds re-parameterized (deployed) FFNet weights, which cannot be "
+                                  f"un-folded into the train-time {self.arch} backbone: load the train-time "
+                                  "checkpoint, or build the backbone with deploy=True for inference")
         if not any(k.startswith(("norm.", "head.")) for k in state):
-            self._complete_final_norm(state)
+            state.update(_neutral_final_norm(self.widths[-1]))
         try:
             converted = checkpoint_filter_fn(state, skeleton)
         except ValueError as err:
-            raise ValueError(f"{source} does not fit the {self.arch} backbone: {err}") from None
+            raise CheckpointError(f"{source} does not fit the {self.arch} backbone: {err}") from None
         own = self.state_dict()
         wanted = [k for k in own if k.startswith(("stem.", "stages."))]
         missing = [k for k in wanted if k not in converted]
         if missing:
-            raise ValueError(f"{source} lacks {len(missing)} backbone tensors, e.g. {missing[:3]}")
+            raise CheckpointError(f"{source} lacks {len(missing)} tensors of the {self.arch} backbone, e.g. "
+                                  f"{missing[:3]}; use a whole {self.arch} checkpoint")
         mismatched = [k for k in wanted if converted[k].shape != own[k].shape]
         if mismatched:
-            raise ValueError(f"{source}: shapes differ from the {self.arch} backbone for {mismatched[:3]}")
+            raise CheckpointError(f"{source}: shapes differ from the {self.arch} backbone for {mismatched[:3]}; "
+                                  "use the checkpoint of this variant")
         return {k: converted[k] for k in wanted}
-
-    def _complete_final_norm(self, state: Dict[str, torch.Tensor]) -> None:
-        """Add a neutral final BN to a backbone-only state dict, so the filter sees a whole classifier."""
-        width = self.widths[-1]
-        state.update({"norm.weight": torch.ones(width), "norm.bias": torch.zeros(width),
-                      "norm.running_mean": torch.zeros(width), "norm.running_var": torch.ones(width),
-                      "norm.num_batches_tracked": torch.zeros((), dtype=torch.long)})
 
     # -- forward --------------------------------------------------------------------------------------------------
 
