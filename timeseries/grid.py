@@ -238,7 +238,7 @@ def plot_first_cell(cells: Sequence[dict], path: str | Path, data_root: str | Pa
     """Forecast vs ground truth of the target (last) variable on the first test window of one cell."""
     cell = min(cells, key=lambda c: (_dataset_order(c["dataset"]), c["horizon"], c["seed"]))
     checkpoint = load_checkpoint(cell["checkpoint"])
-    series = DataSource(cell["dataset"], cell.get("source")).load(data_root)
+    series = DataSource(cell["dataset"], cell.get("source"), bool(cell.get("public"))).load(data_root)
     config = checkpoint.model.config
     test = make_splits(series, config.pred_len, config.seq_len).test
     x, y = test[0]
