@@ -4,7 +4,7 @@
 #
 # `scripts/install.sh --pointcept [VENV]` instead builds the separate environment (default
 # .venv-pointcept) for upstream Pointcept (docs/pointcloud.md): the same torch pins, ffnet with the
-# pointcloud extra and the test tools, and the PyPI packages that importing Pointcept's models,
+# pointcloud and spconv extras and the test tools, and the PyPI packages that importing Pointcept's models,
 # datasets and engines needs. Separate because Pointcept pulls in transformers (through peft), and
 # transformers >= 4.28 with pycocotools breaks mmpretrain, which detection/segmentation need.
 # Pointcept's CUDA-only extensions (pointops, torch_cluster, torch_scatter) are not installed: the
@@ -19,8 +19,14 @@ if [ "${1:-}" = "--pointcept" ]; then
   # What `import pointcept.models, pointcept.datasets, pointcept.engines.{train,test}` needs from
   # PyPI (Pointcept's README lists them; none is on our FFNet path but Pointcept imports them all).
   # open3d-cpu needs the system library libusb-1.0 (Debian: libusb-1.0-0) at import.
-  $PIP install --disable-pip-version-check -q addict yapf termcolor tensorboardX wandb h5py einops \
-      plyfile pyyaml torch-geometric "transformers==4.50.3" peft open3d-cpu
+  # Pinned to the versions the Pointcept job was checked with (transformers: Pointcept's README's).
+  $PIP install --disable-pip-version-check -q "addict==2.4.0" "yapf==0.43.0" "termcolor==3.3.0" \
+      "tensorboardX==2.6.5" "wandb==0.31.0" "h5py==3.16.0" "einops==0.8.2" "plyfile==1.1.5" \
+      "PyYAML==6.0.4" "torch-geometric==2.8.1" "transformers==4.50.3" "peft==0.21.2" "open3d-cpu==0.20.0"
+  if ! ldconfig -p 2>/dev/null | grep 'libusb-1\.0\.so\.0' >/dev/null; then
+    echo "WARNING: libusb-1.0 is missing: open3d (imported by pointcept.datasets) will not import;" \
+         "install it (Debian/Ubuntu: apt-get install libusb-1.0-0)" >&2
+  fi
   exit 0
 fi
 VENV=${1:-.venv}
