@@ -121,7 +121,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The parser for ``argv``: every group is listed, but only the invoked one is imported and filled in."""
     words = [a for a in argv if not a.startswith("-")][:2]
     command = words[0] if words else None
-    parser = argparse.ArgumentParser(prog="ffnet", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="ffnet", description="FFNet and MetaMixer in every domain of the paper: "
+                                                              "ffnet <domain> <verb> ..., plus info, train, test, tables.",
                                      epilog="Options accepted anywhere: --debug (show tracebacks), "
                                             "--trust-checkpoint (full unpickler for checkpoints you trust).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(

@@ -97,7 +97,10 @@ def _runner(args, mode: str):
 
 
 def _train(args) -> None:
-    _runner(args, "train").train()
+    from ffnet.pointcloud.trainer import parse_options, train
+
+    train(args.config, args.work_dir, options=parse_options(args.cfg_options), data_root=args.data_root,
+          launcher=args.launcher, num_workers=args.num_workers, resume=args.resume)
 
 
 def _test(args) -> None:
