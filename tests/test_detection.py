@@ -436,7 +436,7 @@ def test_runner_trains_two_iterations_and_resumes(tmp_path):
 
 
 def test_det_deploy_command_folds_a_trained_detector(tmp_path):
-    """``ffnet det deploy``: the folded detector's features match; its config rebuilds it with deploy=True."""
+    """``ffnet detection export``: the folded detector's features match; its config rebuilds it with deploy=True."""
     from ffnet.main import main
 
     cfg = Config.fromfile(str(CONFIGS[0]))
@@ -447,7 +447,7 @@ def test_det_deploy_command_folds_a_trained_detector(tmp_path):
     model = MODELS.build(cfg.model).eval()
     randomize_bn(model.backbone, shift_std=0.1)
     torch.save({"state_dict": model.state_dict()}, tmp_path / "trained.pth")
-    main(["det", "deploy", str(tmp_path / "small.py"), str(tmp_path / "trained.pth"),
+    main(["detection", "export", str(tmp_path / "small.py"), "--checkpoint", str(tmp_path / "trained.pth"),
           "--out", str(tmp_path / "deployed.pth"), "--check-size", "64", "96"])
     deployed_cfg = Config.fromfile(str(tmp_path / "deployed.py"))
     assert deployed_cfg.model.backbone.deploy is True
