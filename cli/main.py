@@ -18,6 +18,7 @@ import os
 import pickle
 import sys
 from importlib.util import find_spec
+from pathlib import Path
 from typing import Sequence
 
 DOMAINS = {
@@ -66,8 +67,15 @@ def resolve_aliases(argv: list[str]) -> tuple[list[str], str | None]:
     return argv, None
 
 
+def _has_module(domain: str, name: str) -> bool:
+    """Whether ``ffnet.<domain>.<name>`` exists, without importing the domain package (and its libraries)."""
+    spec = find_spec(f"ffnet.{domain}")
+    locations = spec.submodule_search_locations if spec is not None else None
+    return bool(locations) and any((Path(folder) / f"{name}.py").is_file() for folder in locations)
+
+
 def benchmark_domains() -> list[str]:
-    return [d for d in DOMAINS if find_spec(f"ffnet.{d}.benchmark") is not None]
+    return [d for d in DOMAINS if _has_module(d, "benchmark")]
 
 
 def _verbs_of(group: argparse.ArgumentParser):
@@ -86,7 +94,7 @@ def _run_benchmark(module, args) -> None:
 
 def _add_bench(verbs, domain: str, load: bool) -> None:
     """The ``bench`` verb of ``domain``; its arguments are read only when it runs (``load``)."""
-    if find_spec(f"ffnet.{domain}.benchmark") is None:
+    if not _has_module(domain, "benchmark"):
         return
     if not load:
         verbs.add_parser("bench", help="speed benchmark (writes docs/results/)")
@@ -99,7 +107,7 @@ def _add_bench(verbs, domain: str, load: bool) -> None:
 
 def _add_domain(sub, domain: str, words: list[str]) -> None:
     """Register ``domain``'s own commands (importing ``ffnet.<domain>.commands``) and its ``bench``."""
-    if find_spec(f"ffnet.{domain}.commands") is not None:
+    if _has_module(domain, "commands"):
         importlib.import_module(f"ffnet.{domain}.commands").register(sub)
     if domain not in sub.choices:
         sub.add_parser(domain, help=DOMAINS[domain])

@@ -21,7 +21,7 @@ from mmengine.registry import MODELS  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import ffnet.classification.training as training  # noqa: E402
-from ffnet.engine import add_test_arguments, add_train_arguments, build_runner  # noqa: E402
+from ffnet.engine.runner import add_test_arguments, add_train_arguments, build_runner, load_into_runner  # noqa: E402
 
 CONFIG_DIR = Path(training.__file__).parent / "configs"
 CONFIGS = sorted(p for p in CONFIG_DIR.glob("*.py") if not p.name.startswith("_"))
@@ -156,9 +156,12 @@ def test_train_two_iterations_then_resume_continues(photo_root: Path, tmp_path: 
     # ffnet test: the config's test loop on a checkpoint.
     parser = argparse.ArgumentParser()
     add_test_arguments(parser)
-    test_args = parser.parse_args(["ffnet_1_8xb128_in1k.py", str(work_dir / "epoch_2.pth"), "--work-dir",
-                                   str(tmp_path / "test"), "--cfg-options", *tiny_options(photo_root, 6, 1)])
-    metrics = build_runner(test_args, "test").test()
+    test_args = parser.parse_args(["ffnet_1_8xb128_in1k.py", "--checkpoint", str(work_dir / "epoch_2.pth"),
+                                   "--work-dir", str(tmp_path / "test"), "--cfg-options", *tiny_options(photo_root, 6, 1)])
+    runner = build_runner(test_args, "test")
+    assert load_into_runner(runner, test_args.checkpoint).startswith(f"loaded {work_dir / 'epoch_2.pth'}: all ")
+    assert all(torch.equal(runner.model.model.state_dict()[k], v) for k, v in after.items())
+    metrics = runner.test()
     assert set(metrics) == {"accuracy/top1"} and 0.0 <= metrics["accuracy/top1"] <= 100.0
 
     # Fine-tuning configs start from such a checkpoint through timm's loader.
@@ -222,7 +225,7 @@ def test_top_k_accuracy_counts_hits():
 DDP_SCRIPT = """
 import argparse, os, sys
 import torch
-from ffnet.engine import add_train_arguments, build_runner
+from ffnet.engine.runner import add_train_arguments, build_runner
 
 parser = argparse.ArgumentParser()
 add_train_arguments(parser)

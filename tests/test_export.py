@@ -13,7 +13,7 @@ import timm  # noqa: E402
 
 import ffnet.classification  # noqa: E402,F401
 from ffnet.core import is_reparameterized, reparameterize  # noqa: E402
-from ffnet.export import build_deployed_model, export_onnx  # noqa: E402
+from ffnet.classification.export import build_deployed_model, export_onnx  # noqa: E402
 from ffnet.main import main  # noqa: E402
 
 
@@ -45,7 +45,7 @@ def test_export_cli_matches_the_train_time_model(tmp_path, capsys):
     torch.save({"state_dict": trained.state_dict(), "epoch": 3}, checkpoint)  # timm CheckpointSaver layout
     out = tmp_path / "ffnet_1.onnx"
 
-    assert main(["export", "ffnet_1", "--out", str(out), "--checkpoint", str(checkpoint), "--img-size", "64",
+    assert main(["classification", "export", "ffnet_1", "--out", str(out), "--checkpoint", str(checkpoint), "--img-size", "64",
                  "--batch-size", "2", "--dynamic-batch"]) == 0
     printed = capsys.readouterr().out
     assert "max abs diff onnxruntime vs torch" in printed and "opset 17" in printed
@@ -71,10 +71,13 @@ def test_dynamo_exporter_on_a_small_deployed_model(tmp_path):
                                atol=1e-4 * np.abs(expected).max())
 
 
-def test_export_errors_name_the_problem(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--checkpoint not found"):
-        main(["export", "ffnet_1", "--out", str(tmp_path / "x.onnx"), "--checkpoint", str(tmp_path / "none.pth")])
-    with pytest.raises(ValueError, match="--img-size"):
-        main(["export", "ffnet_1", "--out", str(tmp_path / "x.onnx"), "--img-size", "16"])
+def test_export_errors_name_the_problem(tmp_path, capsys):
+    missing = tmp_path / "none.pth"
+    assert main(["classification", "export", "ffnet_1", "--out", str(tmp_path / "x.onnx"), "--checkpoint",
+                 str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == (f"ffnet classification export: error: {missing}: checkpoint not found; "
+                                               "check the path")
+    assert main(["classification", "export", "ffnet_1", "--out", str(tmp_path / "x.onnx"), "--img-size", "16"]) == 2
+    assert "--img-size must be at least 32" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--exporter torchscript"):
         export_onnx(build_deployed_model("resnet10t"), tmp_path / "x.onnx", 64, opset=17, exporter="dynamo")

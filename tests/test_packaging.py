@@ -29,10 +29,11 @@ def wheel_files(tmp_path_factory) -> list[str]:
 
 
 def test_wheel_maps_folders_to_ffnet_packages(wheel_files):
-    for path in ("ffnet/__init__.py", "ffnet/main.py", "ffnet/tables.py", "ffnet/engine.py", "ffnet/export.py",
+    for path in ("ffnet/__init__.py", "ffnet/main.py", "ffnet/tables.py", "ffnet/engine/runner.py",
+                 "ffnet/engine/checkpoints.py", "ffnet/engine/bench.py", "ffnet/classification/export.py",
                  "ffnet/info.py", "ffnet/core/block.py", "ffnet/core/reparam.py", "ffnet/classification/ffnet.py",
                  "ffnet/classification/training.py", "ffnet/classification/benchmark.py",
-                 "ffnet/classification/openmmlab/backbone.py", "ffnet/classification/openmmlab/deploy.py"):
+                 "ffnet/classification/openmmlab/backbone.py", "ffnet/engine/openmmlab/deploy.py"):
         assert path in wheel_files, path
 
 
