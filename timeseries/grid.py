@@ -250,7 +250,7 @@ def plot_first_cell(cells: Sequence[dict], path: str | Path, data_root: str | Pa
 
 
 def grid_result(cells: Sequence[dict], data_root: str | Path | None = None, name: str = GRID_NAME):
-    """The grid as a :class:`ffnet.tables.BenchmarkResult` (table, notes, forecast plot)."""
+    """The grid as a :class:`ffnet.engine.bench.BenchmarkResult` (table, notes, forecast plot)."""
     from ffnet.engine.bench import BenchmarkResult
 
     seeds = sorted({c["seed"] for c in cells})
