@@ -9,11 +9,7 @@ import argparse
 import importlib
 from pathlib import Path
 
-# Re-exported for modules that still import them from here; new code imports ffnet.engine.bench.
-from ffnet.engine.bench import DEFAULT_OUT_DIR, BenchmarkResult, machine_line, to_markdown, write_result
-
-__all__ = ["add_arguments", "main", "DEFAULT_OUT_DIR", "BenchmarkResult", "machine_line", "to_markdown",
-           "write_result"]
+from ffnet.engine.bench import DEFAULT_OUT_DIR, write_result
 
 
 def add_arguments(parser: argparse.ArgumentParser, domains: list[str]) -> None:
