@@ -1,8 +1,8 @@
 """Peak memory of ``ffnet superres upscale`` against image size: bounded by the tile, not the image.
 
 Each size runs in its own Python process (read the PNG, upscale tile by tile, write the PNG), and
-the process's peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``: everything, numpy,
-torch, PIL and the pages of the memory-mapped output) is reported beside the resident memory before
+the process's peak resident memory (its high-water mark ``VmHWM``: everything, numpy, torch, PIL and
+the pages of the memory-mapped output) is reported beside the resident memory before
 the image was read (interpreter, torch, the model), and beside what one untiled float32 pass would
 need for the output alone. Large sizes use a tiny network (width 4, one block): the memory bound is
 about buffers, not compute, so it holds for any width; the real FFNet-SR x2 is measured at a moderate
@@ -39,10 +39,21 @@ def _input_image(lr_size: int, path: Path) -> None:
         write_png_bands(image, f)
 
 
-def _child(lr_png: str, out_png: str, variant: str, tile: int) -> dict:
-    """Run in a fresh process: the RSS high-water marks before and after one upscale (bytes)."""
+def _peak_rss() -> int:
+    """This process's resident high-water mark in bytes: ``VmHWM`` (Linux: reset by exec, unlike
+    ``ru_maxrss``, which a child inherits from the parent that forked it), else ``ru_maxrss``."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     import resource
 
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
+def _child(lr_png: str, out_png: str, variant: str, tile: int) -> dict:
+    """Run in a fresh process: the RSS high-water marks before and after one upscale (bytes)."""
     import torch
 
     from ffnet.core import reparameterize
@@ -52,12 +63,11 @@ def _child(lr_png: str, out_png: str, variant: str, tile: int) -> dict:
     torch.manual_seed(0)
     kwargs = TINY if variant == "tiny" else {}
     model = reparameterize(build_model("ffnet_sr" if variant == "tiny" else variant, SCALE, **kwargs).eval())
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = _peak_rss()
     start = time.perf_counter()
     (h, w), (sh, sw) = upscale_file(model, lr_png, out_png, tile=tile)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return dict(before=before, peak=peak, seconds=seconds, lr=(h, w), out=(sh, sw))
+    return dict(before=before, peak=_peak_rss(), seconds=seconds, lr=(h, w), out=(sh, sw))
 
 
 def measure(out_size: int, variant: str = "tiny", tile: int = 256, threads: int = 1) -> dict:
@@ -110,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"x{SCALE}, `upscale_file` (read PNG, tiles of {args.tile} LR pixels with the receptive radius as overlap, "
         "8-bit output memory-mapped above 256 MiB, PNG written band by band), each size in a fresh process with "
         f"{args.threads} torch thread(s).",
-        "RSS: resource.getrusage ru_maxrss, the process's resident high-water mark (numpy, torch, PIL and mapped "
+        "RSS: the process's resident high-water mark, VmHWM (numpy, torch, PIL and mapped "
         "pages alike). 'before' is after imports and model building, before the image is read.",
         f"The tiny network (width {TINY['dim']}, depth {TINY['depth']}) stands in for FFNet-SR at large sizes: "
         "the bound is about buffers (per-tile activations scale with the width), not compute.",
