@@ -69,7 +69,7 @@ COMMANDS: dict[str, Case] = {
                                            "--scale", "2", "--checkpoint", str(evil), "--device", "cpu"],
     "superres convert": lambda tmp, evil: ["superres", "convert", "--checkpoint", str(evil),
                                            "--out", str(tmp / "c.pth")],
-    "superres test": lambda tmp, evil: ["superres", "test", "ffnet_sr_x2_div2k.py", "--checkpoint", str(evil),
+    "superres test": lambda tmp, evil: ["superres", "test", "ffnetsr_light_div2k_x2_release.py", "--checkpoint", str(evil),
                                         "--work-dir", str(tmp / "w")],
     "generation sample": lambda tmp, evil: ["generation", "sample", "--checkpoint", str(evil), "--classes", "1",
                                             "--out", str(tmp / "grid.png"), "--device", "cpu"],
