@@ -12,8 +12,8 @@ compares outputs on the same inputs:
 * Cascade Mask R-CNN FFNet-2/3/4 (mmdet 2.28 → our mmdet 3.3 configs): their backbone
   (``detection/mmdet_custom/models/backbones/ffnet.py``); the FPN, RPN and RoI-head keys do not move
   between mmdet 2.28 and 3.3, so the file carries our detector's own random neck/heads, and the check is
-  that they come back unchanged; then backbone features, FPN features and the cascade RoI head's outputs
-  on the same proposals are compared. The FFNet-4 file also carries mmdet 2 EMA buffers (``ema_*``);
+  that they come back unchanged; then backbone features, FPN features and each cascade stage's class
+  scores, box deltas and mask logits on the same RoIs are compared. The FFNet-4 file also carries mmdet 2 EMA buffers (``ema_*``);
 * UperNet FFNet-2/3/4 (mmseg 0.27 → mmseg 1.2): their backbone (``segmentation/.../backbones/ffnet.py``);
   UPerHead/FCNHead keys do not move; backbone features and decode/auxiliary logits are compared;
 * FFNet-seg segmentor (mmseg 0.x → mmseg 1.2): their backbone (``ffnet_sys.py``) and decode head
@@ -201,8 +201,8 @@ def _runner(config: str, checkpoint: Path, work_dir: Path):
 
     parser = argparse.ArgumentParser()
     add_test_arguments(parser)
-    return build_runner(parser.parse_args([config, "--checkpoint", str(checkpoint), "--work-dir", str(work_dir)]),
-                        "test")
+    return build_runner(parser.parse_args([config, "--checkpoint", str(checkpoint), "--work-dir", str(work_dir),
+                                           "--cfg-options", "log_level=WARNING"]), "test")
 
 
 def _model(runner) -> nn.Module:
@@ -235,8 +235,7 @@ def save_release(path: Path, state: dict[str, torch.Tensor]) -> Path:
 
 def check_detectors(checkout: Path, work_dir: Path, report: Report, generator: torch.Generator) -> None:
     import ffnet.detection  # noqa: F401  (registers the layouts)
-    from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
+    from mmdet.structures.bbox import bbox2roi
 
     authors = load_authors_module(checkout / DETECTION_BACKBONE)
     x = torch.randn(2, 3, 128, 160, generator=generator)
@@ -259,17 +258,20 @@ def check_detectors(checkout: Path, work_dir: Path, report: Report, generator: t
             report.compare("backbone features (4 stages, after norm0..3)", feats_ours, feats_theirs)
             fpn_theirs, fpn_ours = model.neck(tuple(feats_theirs)), model.neck(feats_ours)
             report.compare("FPN features", fpn_ours, fpn_theirs)
-            samples, proposals = [], []
-            for i in range(x.shape[0]):
-                sample = DetDataSample(metainfo=dict(img_shape=tuple(x.shape[2:]), ori_shape=tuple(x.shape[2:]),
-                                                     scale_factor=(1.0, 1.0), batch_input_shape=tuple(x.shape[2:])))
+            boxes = []
+            for _ in range(x.shape[0]):
                 xy = torch.rand(12, 2, generator=generator) * torch.tensor([120.0, 90.0])
-                wh = torch.rand(12, 2, generator=generator) * 30 + 8
-                proposals.append(InstanceData(bboxes=torch.cat([xy, xy + wh], 1)))
-                samples.append(sample)
-            report.compare("cascade RoI head outputs on the same proposals (3 stages' scores and boxes, masks)",
-                           model.roi_head.forward(fpn_ours, proposals, samples),
-                           model.roi_head.forward(fpn_theirs, proposals, samples))
+                boxes.append(torch.cat([xy, xy + torch.rand(12, 2, generator=generator) * 30 + 8], 1))
+            rois = bbox2roi(boxes)
+            head = model.roi_head
+            for stage in range(head.num_stages):  # each stage on the same RoIs (no refinement in between)
+                report.compare(f"RoI head stage {stage + 1} on the same proposals (class scores, boxes, masks)",
+                               _stage_outputs(head, stage, fpn_ours, rois), _stage_outputs(head, stage, fpn_theirs, rois))
+
+
+def _stage_outputs(head, stage: int, feats, rois: torch.Tensor) -> list[torch.Tensor]:
+    bbox = head._bbox_forward(stage, feats, rois)
+    return [bbox["cls_score"], bbox["bbox_pred"], head._mask_forward(stage, feats, rois)["mask_preds"]]
 
 
 def check_upernets(checkout: Path, work_dir: Path, report: Report, generator: torch.Generator) -> None:

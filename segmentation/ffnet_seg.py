@@ -94,7 +94,7 @@ class FFNetSeg(BaseModule):
             ConvBN(2, hidden, c0, 3),
             ConvBN(2, c0, c0, 3, stride=2),
         )
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         stages, first = [], 0
         for i, (width, depth) in enumerate(zip(widths, depths)):
             if i == 0:

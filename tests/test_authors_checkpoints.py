@@ -10,6 +10,7 @@ line saying what the file looks like, before anything is evaluated.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 from pathlib import Path
 
@@ -62,10 +63,11 @@ def assert_refused(code: int, out: str, err: str, checkpoint: Path, looks_like: 
     assert "loaded " not in out and "Epoch(test)" not in out + err
 
 
-def random_model(build, seed: int = 0) -> torch.nn.Module:
-    """``build()``'s model (built on the meta device: no slow weight init) with every tensor random: weights and
-    BatchNorm means ~ N(0, 0.02), BatchNorm variances ~ U(0.5, 1.5), counters 0."""
-    with torch.device("meta"):
+def random_model(build, seed: int = 0, meta: bool = True) -> torch.nn.Module:
+    """``build()``'s model with every tensor random: weights and BatchNorm means ~ N(0, 0.02), BatchNorm variances
+    ~ U(0.5, 1.5), counters 0. Built on the meta device (no slow weight init) unless ``meta=False`` (FFNetHead
+    cannot be built there)."""
+    with torch.device("meta") if meta else contextlib.nullcontext():
         model = build()
     model.to_empty(device="cpu")
     gen = torch.Generator().manual_seed(seed)
@@ -237,7 +239,7 @@ def test_authors_segmentor_is_evaluated_by_ffnet_test(shipped, convert_name, lay
     from ffnet.segmentation import convert
 
     config = seg_config(shipped, ade_root, tmp_path / "seg.py")
-    ours = random_model(lambda: build_model(config, "mmseg"))
+    ours = random_model(lambda: build_model(config, "mmseg"), meta="upernet" in shipped)
     authors = getattr(convert, convert_name)(ours.state_dict())
     if "ffnet-seg" in shipped:  # spec §7.2 names: Conv2d_BN c/bn, RepVGGDW conv1/conv2/strip_conv1/strip_conv2
         assert authors["backbone.patch_embed.5.c.weight"].shape == (96, 96, 3, 3)
@@ -271,7 +273,8 @@ def test_wrong_segmentor_variant_is_refused(tmp_path, capsys):
     assert_refused(code, out, err, checkpoint, "an UperNet segmentor (150 classes) with backbone ffnet_2 (train-time)")
 
     system = tmp_path / "ffnet_seg_sys.pth"
-    ffnet_seg = random_model(lambda: build_model(CONFIG_DIR / "ffnet-seg_8xb2-160k_ade20k-512x512.py", "mmseg"))
+    ffnet_seg = random_model(lambda: build_model(CONFIG_DIR / "ffnet-seg_8xb2-160k_ade20k-512x512.py", "mmseg"),
+                             meta=False)
     torch.save({"state_dict": ffnet_seg.state_dict()}, system)
     code, out, err = ffnet_test(capsys, "ffnet-2_upernet_8xb2-160k_ade20k-512x512.py", "--checkpoint", str(system),
                                 "--work-dir", str(tmp_path / "test"))

@@ -282,11 +282,15 @@ class FFNet(BaseModule):
     # -- forward --------------------------------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """``(B, 3, H, W)`` (H, W ≥ 32) → one ``(B, C_i, H_i, W_i)`` map per ``out_indices`` entry."""
+        """``(B, 3, H, W)`` (H, W ≥ 32) → one contiguous ``(B, C_i, H_i, W_i)`` map per ``out_indices`` entry.
+
+        Contiguous: the LayerNorm leaves channels-last strides, which the FPN's convs keep, and mmcv's
+        RoIAlign (CPU and CUDA) indexes its input as contiguous NCHW memory.
+        """
         x = self.stem(x)
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:
-                outs.append(getattr(self, f"norm{i}")(x))
+                outs.append(getattr(self, f"norm{i}")(x).contiguous())
         return tuple(outs)
