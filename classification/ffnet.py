@@ -361,17 +361,13 @@ class FFNet(nn.Module):
     def load_pretrained(self, checkpoint_path: str) -> None:
         """timm ``custom_load`` hook: load a release/own checkpoint file through :func:`checkpoint_filter_fn`.
 
-        timm CheckpointSaver files pickle their ``argparse.Namespace`` args, which this loader allows.
+        The file is read weights-only (``ffnet.engine.checkpoints.load_file``; timm CheckpointSaver files,
+        which pickle their ``argparse.Namespace`` args, are allowed).
         A checkpoint with a different class count or input channels is adapted as timm does.
         """
-        if str(checkpoint_path).endswith(".safetensors"):
-            from safetensors.torch import load_file
+        from ffnet.engine.checkpoints import load_file
 
-            checkpoint = load_file(checkpoint_path)
-        else:
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        state = checkpoint_filter_fn(checkpoint, self)
+        state = checkpoint_filter_fn(load_file(checkpoint_path), self)
         stem_key = "stem.conv1.conv.weight" if "stem.conv1.conv.weight" in state else "stem.conv1.weight"
         if state[stem_key].shape[1] != self.in_chans:
             state[stem_key] = adapt_input_conv(self.in_chans, state[stem_key])

@@ -7,7 +7,7 @@ registers into mmdet's registries:
   (:class:`ffnet.classification.openmmlab.backbone.FFNet`, which the segmentation package registers too);
 * ``OPTIM_WRAPPER_CONSTRUCTORS``: ``FFNetLayerDecayOptimizerConstructor`` (layer-wise lr decay).
 
-It also applies the compatibility fixes of :mod:`ffnet.checkpoints` (torch >= 2.6
+It also applies the compatibility fixes of :mod:`ffnet.engine.checkpoints` (torch >= 2.6
 checkpoint loading of mmengine's own files). :func:`ffnet.detection.deploy.deploy_checkpoint` folds a
 trained detector for deployment.
 
@@ -15,9 +15,9 @@ Importing it also registers with :mod:`ffnet.engine.checkpoints` the authors' mm
 R-CNN layout (:mod:`ffnet.detection.convert`; ``ffnet test`` converts their released detectors
 automatically) and describers that name the detector and backbone variant of a state dict.
 """
-from ffnet.checkpoints import allow_mmengine_checkpoints
+from ffnet.engine.checkpoints import allow_mmengine_checkpoints
 from ffnet.classification.openmmlab.backbone import FFNet
-from ffnet.classification.openmmlab.layer_decay import FFNetLayerDecayOptimizerConstructor, layer_id
+from ffnet.engine.openmmlab.layer_decay import FFNetLayerDecayOptimizerConstructor, layer_id
 
 __all__ = ["FFNet", "FFNetLayerDecayOptimizerConstructor", "layer_id", "MMDET_AVAILABLE"]
 

@@ -7,7 +7,7 @@ registers into mmseg's registries:
   shared with detection), ``FFNetSeg`` (the system-level backbone) and ``FFNetHead`` (its decode head);
 * ``OPTIM_WRAPPER_CONSTRUCTORS``: ``FFNetLayerDecayOptimizerConstructor``.
 
-It also applies :mod:`ffnet.checkpoints`. :func:`reparameterize_segmentor` folds a
+It also applies :mod:`ffnet.engine.checkpoints`. :func:`reparameterize_segmentor` folds a
 segmentor for deployment, :func:`deploy_checkpoint` a trained checkpoint.
 
 Importing it also registers with :mod:`ffnet.engine.checkpoints` the authors' mmseg 0.x UperNet and
@@ -15,9 +15,9 @@ FFNet-seg segmentor layouts and their FFNet-seg ImageNet layout (:mod:`ffnet.seg
 ``ffnet test`` converts their released segmentors automatically), and describers that name the
 segmentor and backbone of a state dict.
 """
-from ffnet.checkpoints import allow_mmengine_checkpoints
+from ffnet.engine.checkpoints import allow_mmengine_checkpoints
 from ffnet.classification.openmmlab.backbone import FFNet
-from ffnet.classification.openmmlab.layer_decay import FFNetLayerDecayOptimizerConstructor
+from ffnet.engine.openmmlab.layer_decay import FFNetLayerDecayOptimizerConstructor
 from ffnet.segmentation.deploy import deploy_checkpoint, reparameterize_segmentor
 from ffnet.segmentation.ffnet_seg import FFNetSeg
 from ffnet.segmentation.head import FFNetHead
