@@ -21,7 +21,6 @@ The model follows timm's model contract: ``torch.fx`` tracing (``features_only=T
 unpooled features. This module has no postponed annotations: FX copies the root ``forward``'s
 annotations into its generated code, which TorchScript must resolve.
 """
-import argparse
 import functools
 import re
 from collections import OrderedDict
@@ -678,6 +677,10 @@ def create_ffnet(variant: str, pretrained: bool = False, **kwargs: Any) -> FFNet
         raise ValueError(f"unknown FFNet variant {variant!r}: choose one of {', '.join(VARIANTS)}")
     model_args = dict(_arch_args(variant), drop_path_rate=VARIANTS[variant]["drop_path_rate"])
     model_args.update(kwargs)
+    overlay = model_args.get("pretrained_cfg_overlay")
+    if pretrained and overlay and overlay.get("file"):
+        # timm rebuilds the cfg from the overlay; keep our loader (weights-only, strict) for local files
+        model_args["pretrained_cfg_overlay"] = dict(overlay, custom_load=True)
     model = build_model_with_cfg(
         FFNet, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,

@@ -135,9 +135,9 @@ def _refusal(path: Path, err: Exception) -> CheckpointError:
     if found:
         what = f"it needs the Python global {found[1]}, which a weights-only load never runs"
     else:
-        detail = next((ln.strip() for ln in text.splitlines() if "WeightsUnpickler error" in ln), "")
-        detail = detail.split("WeightsUnpickler error:", 1)[-1].strip() or text.splitlines()[0]
-        what = f"it holds something a weights-only load refuses ({detail[:160]})"
+        detail = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
+        detail = " ".join(detail.split()) or "no detail"
+        what = f"it is corrupt, or holds pickle code a weights-only load refuses ({detail[:160]})"
     return CheckpointError(f"{path}: refused to load: {what}; {TRUST_HINT}")
 
 
@@ -161,6 +161,11 @@ def load_file(path: str | os.PathLike, *, trust: bool | None = None, map_locatio
             return load_safetensors(path, device=str(map_location))
         except Exception as err:  # safetensors raises its own error types for corrupt headers
             raise CheckpointError(f"{path}: not a readable safetensors file ({err}); fetch it again") from None
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic != b"PK" and magic[:1] != b"\x80":
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle); check that "
+                              "the file is a .pt/.pth/.pth.tar or .safetensors file")
     trusted = trusting() if trust is None else trust
     try:
         if trusted:

@@ -36,7 +36,7 @@ import sys
 import tempfile
 import types
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn

@@ -55,7 +55,7 @@ class FFNetHead(BaseDecodeHead):
                              "the width that conv_seg classifies")
         concat = sum(self.in_channels)
         self.squeeze = nn.Sequential(ConvBN(2, concat, concat, 1), nn.GELU(), ConvBN(2, concat, head_width, 1))
-        rates = torch.linspace(0, drop_path, head_depth).tolist() if head_depth else []
+        rates = torch.linspace(0, drop_path, head_depth, device="cpu").tolist() if head_depth else []
         self.head_blocks = nn.Sequential(*[
             seg_ffnet_block(head_width, spatial_ks, channel_ks, expansion_ratio, layer_scale=None, drop_path=rate,
                             channel_branches=strip_branches(channel_ks), post_act="gelu")

@@ -64,7 +64,7 @@ def photo_root(tmp_path_factory) -> Path:
 def tiny_options(data_root: Path, batch_size: int, max_epochs: int) -> list[str]:
     """--cfg-options that shrink ffnet_1_8xb128_in1k.py to 3 classes, 64x64 inputs, one block per stage."""
     opts = [
-        f"model.model.num_classes={len(PHOTOS)}", "model.model.depths=[1,1,1,1]",
+        f"model.model.num_classes={len(PHOTOS)}", "+model.model.depths=[1,1,1,1]",
         f"train_cfg.max_epochs={max_epochs}", "val_evaluator.topk=[1]", "test_evaluator.topk=[1]",
         "default_hooks.logger.interval=1",
         "randomness.seed=0",

@@ -113,7 +113,7 @@ def test_cfg_options_must_name_existing_keys():
     assert cfg.model.model.drop_path_rate == 0.2 and cfg.train_dataloader.batch_size == 64
     assert cfg.param_scheduler[1].eta_min == 0.0
     assert cfg.work_dir.endswith("work_dirs/ffnet_1_8xb128_in1k")
-    with pytest.raises(KeyError, match="no top-level key 'modle'"):
+    with pytest.raises(KeyError, match="the config has no key 'modle'"):
         load_config(engine_args("ffnet_1_8xb128_in1k.py", "--cfg-options", "modle.model.drop_path_rate=0.2"))
     with pytest.raises(KeyError, match="'model' has no key 'modle'"):
         load_config(engine_args("ffnet_1_8xb128_in1k.py", "--cfg-options", "model.modle.drop_path_rate=0.2"))

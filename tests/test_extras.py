@@ -1,7 +1,7 @@
 """Each extra alone gives a working CLI for its domain (other domains' libraries made unimportable).
 
-The CLI runs in a subprocess whose import system refuses the packages that the extra does not
-install, as a fresh ``pip install "ffnet[<extra>]"`` would leave them missing.
+The CLI runs in a subprocess where the packages that the extra does not install look absent (their
+``sys.modules`` entries are ``None``), as a fresh ``pip install "ffnet[<extra>]"`` would leave them.
 """
 from __future__ import annotations
 
@@ -23,20 +23,12 @@ EXTRA_PACKAGES = {
 }
 
 _RUNNER = textwrap.dedent("""
-    import importlib.abc, sys
-    BLOCKED = set(sys.argv[1].split(","))
-
-    class Blocker(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
-            return None
-
-    sys.meta_path.insert(0, Blocker())
+    import sys
+    for name in sys.argv[1].split(","):
+        sys.modules[name] = None  # `import name` fails and importlib.util.find_spec(name) is None, as when absent
     from ffnet.main import main
     sys.exit(main(sys.argv[2:]))
 """)
-
 
 def run_with_only(extra: str | None, *argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     blocked = OPTIONAL - (EXTRA_PACKAGES[extra] if extra else set())
