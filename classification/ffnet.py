@@ -1,6 +1,6 @@
 """FFNet-1..4 ImageNet classifiers (MetaMixer paper, arXiv 2406.02021), registered as timm models.
 
-Architecture (shared/specs/image.md §1-2), built from :mod:`ffnet.core` parts:
+Architecture (the paper's Table 1 and the authors' models/ffnet.py), built from :mod:`ffnet.core` parts:
 
 * stem, stride 4: conv3x3 s2 + BN → GELU → conv3x3 s2 + BN (no activation after the second);
 * four stages at strides 4/8/16/32; stages 2-4 open with :class:`PatchMerging`
@@ -408,7 +408,7 @@ class FFNet(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Checkpoints: the authors' key layout (spec §4), form detection, conversion.
+# Checkpoints: the authors' key layout (ysj9909/FFNet models/ffnet.py), form detection, conversion.
 
 _FORMS = ("train", "authors_deployed", "deployed")
 _FORM_NAMES = {
@@ -655,7 +655,7 @@ def _cfg(url: str = "", **kwargs: Any) -> Dict[str, Any]:
 
 
 _RELEASE = "https://github.com/ysj9909/FFNet/releases/download/v1.0/"
-# 384 fine-tuned models: the authors' fine-tune evaluation resizes straight to 384 (crop_pct 1.0; spec §8.15).
+# 384 fine-tuned models: the authors' fine-tune evaluation resizes straight to 384 (crop_pct 1.0; as the authors evaluate).
 _384 = dict(input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0)
 
 default_cfgs = generate_default_cfgs({

@@ -1,4 +1,4 @@
-"""FFNet-seg: the system-level segmentation backbone of the paper (spec §7.2), built from ffnet.core parts.
+"""FFNet-seg: the system-level segmentation backbone of the paper (the paper's Sec. 4.3 and the authors' ffnet_sys.py), built from ffnet.core parts.
 
 It differs from the classification FFNets:
 
@@ -32,7 +32,7 @@ ARCHS: Dict[str, dict] = {
 
 
 def strip_branches(kernel: int) -> Tuple:
-    """Side branches folded into a ``kernel`` x ``kernel`` depthwise conv (spec §7.2)."""
+    """Side branches folded into a ``kernel`` x ``kernel`` depthwise conv (the paper's Sec. 4.3 and the authors' ffnet_sys.py)."""
     if kernel > 3:
         return (kernel - 4, (1, kernel), (kernel, 1))
     return ((1, kernel), (kernel, 1))
@@ -62,7 +62,7 @@ class FFNetSeg(BaseModule):
 
     Args:
         arch: ``'ffnet_seg'`` (the only released variant; the authors' Cityscapes config names an
-            unregistered ``'ffnet_seg_3'``, spec §8.10).
+            unregistered ``'ffnet_seg_3'``, a quirk of the authors' config).
         out_indices: stages to return (default 1, 2, 3: strides 8/16/32).
         drop_path_rate: final stochastic-depth rate (0.3 ADE20K, 0.35 Cityscapes).
         layer_scale_init_value: LayerScale init (1e-5).

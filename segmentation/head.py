@@ -1,4 +1,4 @@
-"""FFNetHead: the decode head of the system-level FFNet-seg segmentor (spec §7.2), for mmseg 1.x.
+"""FFNetHead: the decode head of the system-level FFNet-seg segmentor (the authors' ffnet_head.py), for mmseg 1.x.
 
 From the last three backbone stages (strides 8/16/32):
 

@@ -110,7 +110,7 @@ def imagenet_options(root: Path) -> list[str]:
 def test_authors_imagenet_layout_is_evaluated_by_ffnet_test(photo_root, tmp_path, capsys):
     ours = random_model(lambda: timm.create_model("ffnet_1", num_classes=len(PHOTOS), depths=(1, 1, 1, 1)))
     authors = ffnet.classification.own_to_authors(ours.state_dict())
-    assert authors["patch_embed.0.c.weight"].shape == (64, 3, 3, 3)  # spec §4.1 keys
+    assert authors["patch_embed.0.c.weight"].shape == (64, 3, 3, 3)  # the authors' models/ffnet.py keys
     assert "stages.1.0.proj.1.conv.c.weight" in authors and "stages.0.0.token_mixer.0.main.conv1.bias" in authors
     checkpoint = tmp_path / "ffnet_1.pth.tar"
     torch.save({"state_dict": authors, "epoch": 299, "args": argparse.Namespace(model="ffnet_1")}, checkpoint)
@@ -241,7 +241,7 @@ def test_authors_segmentor_is_evaluated_by_ffnet_test(shipped, convert_name, lay
     config = seg_config(shipped, ade_root, tmp_path / "seg.py")
     ours = random_model(lambda: build_model(config, "mmseg"), meta="upernet" in shipped)
     authors = getattr(convert, convert_name)(ours.state_dict())
-    if "ffnet-seg" in shipped:  # spec §7.2 names: Conv2d_BN c/bn, RepVGGDW conv1/conv2/strip_conv1/strip_conv2
+    if "ffnet-seg" in shipped:  # the authors' ffnet_sys.py names: Conv2d_BN c/bn, RepVGGDW conv1/conv2/strip_conv1/strip_conv2
         assert authors["backbone.patch_embed.5.c.weight"].shape == (96, 96, 3, 3)
         assert authors["backbone.stages.2.1.token_mixer.0.main.conv1.conv2.c.weight"].shape == (384, 1, 5, 5)
         assert authors["decode_head.head_blocks.0.channel_mixer.main.conv.strip_conv2.c.weight"].shape == (256, 1, 9, 1)

@@ -13,16 +13,16 @@ from torch import nn
 import ffnet.classification as cls
 from ffnet.core import is_reparameterized, reparameterize
 
-# shared/specs/image.md §3: parameters train-time / authors-deployed, state-dict entries train / deployed.
+# Measured on the authors' models/ffnet.py: parameters train-time / authors-deployed, state-dict entries train / deployed.
 SPEC_SIZES = {
     "ffnet_1": (13_775_656, 13_660_152, 553, 191),
     "ffnet_2": (27_208_408, 26_908_440, 1057, 311),
     "ffnet_3": (48_817_896, 48_330_632, 1593, 513),
     "ffnet_4": (79_868_968, 79_200_360, 1737, 555),
 }
-# §3 fvcore MACs at 256x256, (train graph, deployed).
+# fvcore MACs at 256x256, (train graph, deployed).
 SPEC_MACS = {"ffnet_1": (3.018e9, 2.985e9), "ffnet_2": (6.096e9, 6.003e9)}
-# §2.2 widths / depths, used for the derived fully-folded count.
+# The paper's Table 1 widths / depths, used for the derived fully-folded count.
 SPEC_ARCH = {
     "ffnet_1": ((80, 160, 320, 640), (2, 2, 8, 2), False),
     "ffnet_2": ((88, 176, 352, 704), (3, 3, 15, 3), False),
@@ -70,7 +70,7 @@ def max_rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The authors' key layout (spec §4.1 / §4.2), stated independently of the package's converter.
+# The authors' key layout (the authors' models/ffnet.py), stated independently of the package's converter.
 
 def _author_unit(unit: str, kind: str) -> str:
     """Our conv-unit suffix → the authors'. kind: 'convbn' (Conv2d_BN), 'rep' (RepVGGDW), 'plain', 'prebn'."""

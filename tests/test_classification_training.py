@@ -26,9 +26,9 @@ from ffnet.engine.runner import add_test_arguments, add_train_arguments, build_r
 CONFIG_DIR = Path(training.__file__).parent / "configs"
 CONFIGS = sorted(p for p in CONFIG_DIR.glob("*.py") if not p.name.startswith("_"))
 PHOTOS = ("astronaut", "coffee", "chelsea")
-# Train-time parameter counts of the authors' models (spec §3).
+# Train-time parameter counts of the authors' models (the authors' release).
 TRAIN_TIME_PARAMS = {"ffnet_1": 13_775_656, "ffnet_2": 27_208_408, "ffnet_3": 48_817_896, "ffnet_4": 79_868_968}
-# Spec §5: (model, drop-path, mixup alpha, eval crop_pct) per config.
+# The authors' release: (model, drop-path, mixup alpha, eval crop_pct) per config.
 RECIPES = {
     "ffnet_1_8xb128_in1k": ("ffnet_1", 0.1, 0.2, 0.9), "ffnet_2_8xb128_in1k": ("ffnet_2", 0.15, 0.2, 0.9),
     "ffnet_3_8xb128_in1k": ("ffnet_3", 0.35, 0.8, 0.95), "ffnet_4_8xb128_in1k": ("ffnet_4", 0.4, 0.8, 0.95),

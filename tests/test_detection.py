@@ -39,7 +39,7 @@ WIDTHS = {"ffnet_2": [88, 176, 352, 704], "ffnet_3": [96, 192, 384, 768], "ffnet
 
 
 def authors_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a train-time classification state dict to the authors' key layout of spec §4.1."""
+    """Rename a train-time classification state dict to the authors' key layout of the authors' models/ffnet.py."""
     unit = [(r"main\.conv\.", "conv.c."), (r"main\.bn\.", "conv.bn."), (r"branches\.0\.conv\.", "conv1.c."),
             (r"branches\.0\.bn\.", "conv1.bn."), (r"conv\.", "c."), (r"bn\.", "bn.")]
 
@@ -204,7 +204,7 @@ def save_classifier(path: Path, model: torch.nn.Module, layout: str = "own") -> 
 
 @pytest.mark.parametrize("layout", ["own", "authors"])
 def test_backbone_loads_classification_checkpoint_unchanged(tmp_path, layout):
-    """ImageNet weights (ffnet train's layout, or the authors' train-time layout of spec §4.1) load through
+    """ImageNet weights (ffnet train's layout, or the authors' train-time layout of the authors' models/ffnet.py) load through
     the classification filter: the stage outputs equal the classifier's intermediates."""
     torch.manual_seed(0)
     classifier = timm.create_model("ffnet_2").eval()
@@ -299,7 +299,7 @@ def test_layer_decay_groups_follow_the_authors_rule():
         for name in group["param_names"]:
             lr_of[name], wd_of[name] = group["lr"], group["weight_decay"]
     expect = {
-        "backbone.stem.conv1.conv.weight": 1.0,  # the stem lands in the "rest" group (spec §8.14)
+        "backbone.stem.conv1.conv.weight": 1.0,  # the stem lands in the "rest" group (as the authors' layer ids do)
         "backbone.stages.0.blocks.0.channel_mixer.mixer.compat.weight": 0.8 ** 12,
         "backbone.stages.1.downsample.proj.conv.weight": 0.8 ** 11,
         "backbone.stages.2.downsample.proj.conv.weight": 0.8 ** 10,  # element 0 → id 3

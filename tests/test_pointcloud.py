@@ -36,7 +36,7 @@ def val_transform():
     return Config.fromfile(str(CONFIG_DIR / "scannet-ffnet.py")).data.val.transform
 
 
-# ---------------------------------------------------------------- parameter counts (spec §5.1)
+# ---------------------------------------------------------------- parameter counts (the released configs)
 
 @pytest.mark.parametrize("config, expected", [
     ("scannet-ffnet.py", 103_212_436), ("scannet200-ffnet.py", 103_224_136), ("s3dis-ffnet.py", 103_211_981),

@@ -1,4 +1,4 @@
-"""ffnet.segmentation on mmseg 1.x: FFNet-seg and FFNetHead (sizes of spec §7.2, the authors' key layout,
+"""ffnet.segmentation on mmseg 1.x: FFNet-seg and FFNetHead (sizes of the authors' ffnet_sys.py, the authors' key layout,
 whole-segmentor re-parameterization), every shipped config, and 2 Runner iterations + resume on an
 ADE20K-format dataset written from scikit-image's photos."""
 from __future__ import annotations
@@ -82,7 +82,7 @@ def seg_sample(height: int, width: int, num_classes: int) -> SegDataSample:
 
 
 def test_ffnet_seg_sizes_match_the_spec():
-    """Spec §7.2 (measured on the authors' code): totals 68.48M / 67.23M (ADE20K), 67.76M / 66.44M (Cityscapes)."""
+    """Measured on the authors' ffnet_sys.py / ffnet_head.py: totals 68.48M / 67.23M (ADE20K), 67.76M / 66.44M (Cityscapes)."""
     for config, head, total, head_deployed, total_deployed in (
         (ADE_SEG, 4_650_518, 68_476_566, 4_531_926, 67_231_574),
         (CITY_SEG, 3_932_307, 67_758_355, 3_736_403, 66_436_051),
@@ -105,7 +105,7 @@ def test_upernet_sizes_match_the_paper():
 
 
 def authors_seg_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename an FFNetSeg state dict to the authors' ffnet_sys.py keys (spec §7.2 module names)."""
+    """Rename an FFNetSeg state dict to the authors' ffnet_sys.py keys (the authors' ffnet_sys.py module names)."""
     kernels = (3, 3, 9, 9)
     out = {}
     for key, value in state.items():

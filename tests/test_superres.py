@@ -121,7 +121,7 @@ def test_reparameterize_folds_bn_variant_with_random_statistics():
 # ---------------------------------------------------------------- authors' checkpoints
 
 def to_authors_layout(state: dict) -> dict:
-    """Our FFNetSR keys → the release's (spec §5), written out explicitly."""
+    """Our FFNetSR keys → the release's (the authors' BasicSR release), written out explicitly."""
     ours_to_authors = {"mixer.query_proj": "0", "mixer.compat": "1", "mixer.aggregate": "3"}
     out = {}
     for key, value in state.items():

@@ -1,4 +1,4 @@
-"""The FFNet-1..4 dense-prediction backbone for OpenMMLab detectors and segmentors (spec §6.2, §7.1).
+"""The FFNet-1..4 dense-prediction backbone for OpenMMLab detectors and segmentors (the authors' detection and UperNet configs).
 
 The stem and stages are those of :mod:`ffnet.classification` (the same modules, so ImageNet
 checkpoints load unchanged); the classifier's final BatchNorm and head are dropped, and each
@@ -95,7 +95,7 @@ class FFNet(BaseModule):
     """FFNet-1..4 multi-scale feature extractor ``(B, 3, H, W) → tuple of (B, C_i, H/2^(i+2), W/2^(i+2))``.
 
     Args:
-        arch: ``'ffnet_1'`` … ``'ffnet_4'`` (widths, depths and kernels of spec §2.2).
+        arch: ``'ffnet_1'`` … ``'ffnet_4'`` (widths, depths and kernels of the paper's Table 1).
         out_indices: stages whose outputs are returned (0-3, strides 4/8/16/32); stages after the
             last one are not built.
         drop_path_rate: final stochastic-depth rate (linear over all blocks, as in classification).

@@ -1,4 +1,4 @@
-"""Layer-wise learning-rate decay for FFNet backbones (spec §6.3, §7.1), as an mmengine optimizer-wrapper constructor.
+"""Layer-wise learning-rate decay for FFNet backbones (the authors' optimizer constructor and UperNet configs), as an mmengine optimizer-wrapper constructor.
 
 The authors adapted ConvNeXt's rule to FFNet's layout (``backbone.stages.S.B`` with B the element
 index inside a stage; B=0 is the downsampler for S ≥ 1). With ``num_layers = L``:
@@ -9,7 +9,7 @@ index inside a stage; B=0 is the downsampler for S ≥ 1). With ``num_layers = L
 
 A parameter's lr is ``base_lr * decay_rate ** (L + 1 - id)``. Weight decay is 0 for 1-D tensors and
 names ending in ``.bias``, except LayerScale: the authors' (C,1,1) LayerScale was decayed, so ours,
-stored as (C,), is too (spec §6.3). Mmengine's own ``LearningRateDecayOptimizerConstructor`` only
+stored as (C,), is too (the authors' optimizer constructor). Mmengine's own ``LearningRateDecayOptimizerConstructor`` only
 knows ConvNeXt, hence this one.
 """
 from __future__ import annotations
