@@ -44,6 +44,7 @@ from ffnet.core import (
     fuse_conv_activation,
     reparameterize,
 )
+from ffnet.engine.checkpoints import unwrap_state_dict
 
 __all__ = [
     "FFNet", "PatchMerging", "FFNetStage", "FFNetStem", "VARIANTS", "create_ffnet", "checkpoint_filter_fn",
@@ -484,28 +485,6 @@ def _authors_key(key: str) -> str:
     raise ValueError(f"unrecognised key {key!r} in a checkpoint in the authors' layout (ysj9909/FFNet models/ffnet.py)")
 
 
-def _unwrap_checkpoint(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
-    """The model weights of a timm CheckpointSaver dict, an mmengine/DeiT-style dict or a raw state dict.
-
-    ``'state_dict'`` is preferred (the authors' export script reads it), then ``'model'``, then EMA weights.
-    A ``module.`` prefix (DDP) is stripped.
-    """
-    if not isinstance(checkpoint, Mapping):
-        raise TypeError(f"expected a checkpoint dict or state dict, got {type(checkpoint).__name__}")
-    state = checkpoint
-    for key in ("state_dict", "model", "state_dict_ema", "model_ema"):
-        if isinstance(checkpoint.get(key), Mapping):
-            state = checkpoint[key]
-            break
-    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise ValueError("the checkpoint holds no tensors (expected a state dict, or a dict with 'state_dict', "
-                         "'model' or 'state_dict_ema')")
-    if all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
-    return tensors
-
-
 def _to_own_layout(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     if not any(k.startswith("patch_embed.") for k in state):
         return dict(state)
@@ -584,7 +563,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: "FFNet") -> Dict[
     different class count keeps its own classifier (timm then drops it); a deployed model whose final
     BatchNorm is folded into its classifier cannot take a different class count (``ValueError``).
     """
-    state = _to_own_layout(_unwrap_checkpoint(state_dict))
+    state = _to_own_layout(unwrap_state_dict(state_dict))
     arch = model.arch_args
     model_variant = _variant_name(arch)
     stem_key = "stem.conv1.conv.weight" if "stem.conv1.conv.weight" in state else "stem.conv1.weight"

@@ -13,7 +13,7 @@ Reading (:func:`load_file`)
 Unwrapping (:func:`unwrap_state_dict`)
     The model weights inside a checkpoint dict are found in this order: with ``prefer_ema``,
     ``state_dict_ema``, ``model_ema``, ``ema``, ``params_ema``; then ``state_dict`` (mmengine, timm),
-    ``model`` (DeiT, torchvision), ``params`` (BasicSR), ``ema`` and ``params_ema`` (EMA-only files);
+    ``model`` (DeiT, torchvision), ``params`` (BasicSR), then the EMA keys above (EMA-only files);
     else the dict itself. A ``module.`` prefix on every key (DDP) is removed.
 
 Layouts (:func:`register_layout`, :func:`convert_layout`)
@@ -186,7 +186,7 @@ def load_file(path: str | os.PathLike, *, trust: bool | None = None, map_locatio
 # Unwrapping
 
 EMA_KEYS = ("state_dict_ema", "model_ema", "ema", "params_ema")
-WEIGHT_KEYS = ("state_dict", "model", "params", "ema", "params_ema")
+WEIGHT_KEYS = ("state_dict", "model", "params", "state_dict_ema", "model_ema", "ema", "params_ema")
 
 
 def unwrap_state_dict(checkpoint: Any, *, prefer_ema: bool = False, source: str = "checkpoint"

@@ -176,22 +176,17 @@ def _warn_about_copied_variables(cfg, options: dict[str, Any]) -> None:
 
 
 def _register_atomic_backend() -> None:
-    """A local-disk mmengine file backend whose writes go to a temporary file, then ``os.replace``."""
+    """A local-disk mmengine file backend whose writes are atomic (``ffnet.engine.files.write_atomic``)."""
     from mmengine.fileio import LocalBackend, register_backend
+
+    from ffnet.engine.files import write_atomic
 
     class AtomicLocalBackend(LocalBackend):
         def put(self, obj: bytes, filepath) -> None:
-            filepath = os.fspath(filepath)
-            os.makedirs(os.path.dirname(filepath) or ".", exist_ok=True)
-            tmp = f"{filepath}.tmp{os.getpid()}"
-            with open(tmp, "wb") as f:
-                f.write(obj)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, filepath)
+            write_atomic(filepath, obj)
 
         def put_text(self, obj: str, filepath, encoding: str = "utf-8") -> None:
-            self.put(obj.encode(encoding), filepath)
+            write_atomic(filepath, obj, encoding)
 
     register_backend(_ATOMIC_BACKEND, AtomicLocalBackend, force=True)
 
