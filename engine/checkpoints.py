@@ -303,6 +303,16 @@ def compare_state_dict(model_state: Mapping[str, torch.Tensor], state: Mapping[s
     return report
 
 
+def check_fits(model_state: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], *, source: str,
+               target: str) -> LoadReport:
+    """Raise :class:`CheckpointError` (one line) unless ``state`` fills ``model_state`` exactly."""
+    report = compare_state_dict(model_state, state)
+    if not report.complete:
+        raise CheckpointError(f"{source}: does not fit {target}: {report.summary()}; the file looks like "
+                              f"{describe_state_dict(state)}; use the config or model that matches it")
+    return report
+
+
 def load_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *, source: str = "checkpoint",
                     strict: bool = True, convert: bool = True, target: str | None = None) -> LoadReport:
     """Put ``state`` into ``model``; strict unless ``strict=False``. Foreign layouts are converted first.
@@ -314,13 +324,13 @@ def load_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *
     model_state = model.state_dict()
     if convert and compare_state_dict(model_state, state).missing:
         state, converter = convert_layout(state)
-    report = compare_state_dict(model_state, state)
-    report.converter = converter
     what = target or type(model).__name__
+    if strict:
+        report = check_fits(model_state, state, source=source, target=what)
+    else:
+        report = compare_state_dict(model_state, state)
+    report.converter = converter
     if not report.complete:
-        if strict:
-            raise CheckpointError(f"{source}: does not fit {what}: {report.summary()}; the file looks like "
-                                  f"{describe_state_dict(state)}; use the config or model that matches it")
         mismatched = {k for k, _, _ in report.mismatched}
         state = {k: v for k, v in state.items() if k in model_state and k not in mismatched}
         print(f"partial load of {source} into {what}: {len(state)} tensors loaded, skipped {report.summary()}",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ffnet.engine.checkpoints import allow_mmengine_checkpoints
-from ffnet.engine.errors import CheckpointError, ConfigError, UserError
+from ffnet.engine.errors import ConfigError, UserError
 
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
 DOMAINS = ("classification", "detection", "segmentation", "superres", "pointcloud", "timeseries", "generation")
@@ -260,17 +260,13 @@ def _unwrapped(model):
     return model.module if is_model_wrapper(model) else model
 
 
-def _check_fits(runner, path: str, what: str) -> None:
+def _check_fits(runner, path: str) -> None:
     """Refuse (one line) a checkpoint for ``runner.model`` that is unreadable or does not fully fit it."""
-    from ffnet.engine.checkpoints import compare_state_dict, load_weights
+    from ffnet.engine.checkpoints import check_fits, load_weights
 
-    model = _unwrapped(runner.model)
-    report = compare_state_dict(model.state_dict(), load_weights(path))
-    if not report.complete:
-        from ffnet.engine.checkpoints import describe_state_dict
-
-        raise CheckpointError(f"{path}: {what} does not fit the model of {runner.cfg.filename or 'the config'}: "
-                              f"{report.summary()}; the file looks like {describe_state_dict(load_weights(path))}")
+    config = Path(runner.cfg.filename).name if runner.cfg.filename else "the config"
+    check_fits(_unwrapped(runner.model).state_dict(), load_weights(path), source=path,
+               target=f"the model of {config}")
 
 
 def load_into_runner(runner, path: str) -> str:
@@ -332,7 +328,7 @@ def build_runner(args: argparse.Namespace, mode: str = "train"):
         cfg.load_from, cfg.resume = None, False
     runner = Runner.from_cfg(cfg)
     if resume_from is not None:
-        _check_fits(runner, str(resume_from), "the checkpoint to resume" if cfg.resume else "load_from")
+        _check_fits(runner, str(resume_from))
     return runner
 
 

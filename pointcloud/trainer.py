@@ -271,9 +271,7 @@ def build_runner(config: str | os.PathLike, work_dir: str | os.PathLike | None =
 
     import ffnet.pointcloud.data  # noqa: F401  (registers datasets and collate functions)
     import ffnet.pointcloud.tester  # noqa: F401  (registers the metric and the test loop)
-    from ffnet.engine.checkpoints import (allow_mmengine_checkpoints, compare_state_dict, describe_state_dict,
-                                          load_state_dict, load_weights)
-    from ffnet.engine.errors import CheckpointError
+    from ffnet.engine.checkpoints import allow_mmengine_checkpoints, check_fits, load_state_dict, load_weights
     from ffnet.engine.runner import setup_launcher, use_atomic_checkpoints
 
     cfg = load_pointcept_config(config, options, data_root)
@@ -294,11 +292,8 @@ def build_runner(config: str | os.PathLike, work_dir: str | os.PathLike | None =
     runner = Runner.from_cfg(runner_cfg)
     model = _model(runner)
     if resume_from is not None:
-        weights = load_weights(resume_from)
-        report = compare_state_dict(model.state_dict(), weights)
-        if not report.complete:
-            raise CheckpointError(f"{resume_from}: the checkpoint to resume does not fit the model of {config}: "
-                                  f"{report.summary()}; the file looks like {describe_state_dict(weights)}")
+        check_fits(model.state_dict(), load_weights(resume_from), source=str(resume_from),
+                   target=f"the model of {config}")
     if load_from is not None:
         load_state_dict(model.segmentor, segmentor_state_dict(load_weights(load_from)), source=str(load_from),
                         target=f"the segmentor of {config}")

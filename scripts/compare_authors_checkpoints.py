@@ -233,6 +233,16 @@ def save_release(path: Path, state: dict[str, torch.Tensor]) -> Path:
 # The checks
 
 
+def _release_state(authors, variant: int, config: str, work_dir: Path, generator: torch.Generator):
+    """``(their backbone, our neck/head tensors, the release-layout state dict of both)``, all randomised."""
+    kwargs = dict(layer_scale_init_value=1.0) if variant > 2 else {}
+    theirs = getattr(authors, f"ffnet_{variant}")(drop_path_rate=0.0, init_cfg=dict(checkpoint=None), **kwargs)
+    theirs = randomize(plain_batchnorm(theirs), generator).eval()
+    heads = {k: v for k, v in randomize(model_of(config, work_dir), generator).state_dict().items()
+             if not k.startswith("backbone.")}
+    return theirs, heads, {**{f"backbone.{k}": v for k, v in theirs.state_dict().items()}, **heads}
+
+
 def check_detectors(checkout: Path, work_dir: Path, report: Report, generator: torch.Generator) -> None:
     import ffnet.detection  # noqa: F401  (registers the layouts)
     from mmdet.structures.bbox import bbox2roi
@@ -241,12 +251,7 @@ def check_detectors(checkout: Path, work_dir: Path, report: Report, generator: t
     x = torch.randn(2, 3, 128, 160, generator=generator)
     for variant, config in DETECTORS.items():
         print(f"Cascade Mask R-CNN FFNet-{variant} ({config})")
-        kwargs = dict(layer_scale_init_value=1.0) if variant > 2 else {}
-        theirs = getattr(authors, f"ffnet_{variant}")(drop_path_rate=0.0, init_cfg=dict(checkpoint=None), **kwargs)
-        theirs = randomize(plain_batchnorm(theirs), generator).eval()
-        heads = {k: v for k, v in randomize(model_of(config, work_dir), generator).state_dict().items()
-                 if not k.startswith("backbone.")}
-        state = {**{f"backbone.{k}": v for k, v in theirs.state_dict().items()}, **heads}
+        theirs, heads, state = _release_state(authors, variant, config, work_dir, generator)
         if variant == 4:  # trained with mmdet 2's ExpMomentumEMAHook: the raw weights sit in ema_* buffers
             state.update({"ema_" + k.replace(".", "_"): torch.zeros_like(v) for k, v in list(state.items())})
         path = save_release(work_dir / f"casc_mask_rcnn_ffnet_{variant}_fpn_3x_coco.pth", state)
@@ -281,12 +286,7 @@ def check_upernets(checkout: Path, work_dir: Path, report: Report, generator: to
     x = torch.randn(2, 3, 128, 128, generator=generator)
     for variant, config in UPERNETS.items():
         print(f"UperNet FFNet-{variant} ({config})")
-        kwargs = dict(layer_scale_init_value=1.0) if variant > 2 else {}
-        theirs = getattr(authors, f"ffnet_{variant}")(drop_path_rate=0.0, init_cfg=dict(checkpoint=None), **kwargs)
-        theirs = randomize(plain_batchnorm(theirs), generator).eval()
-        heads = {k: v for k, v in randomize(model_of(config, work_dir), generator).state_dict().items()
-                 if not k.startswith("backbone.")}
-        state = {**{f"backbone.{k}": v for k, v in theirs.state_dict().items()}, **heads}
+        theirs, heads, state = _release_state(authors, variant, config, work_dir, generator)
         path = save_release(work_dir / f"upernet_ffnet_{variant}_512_160k_ade20k.pth", state)
         model, line = load_through_ffnet_test(config, path, work_dir)
         print(f"  {line}")
